@@ -1,0 +1,117 @@
+//! The commands as the binary runs them: wiring configuration to the library and printing
+//! results. Returns errors; `main` maps them to exit codes.
+
+use std::time::Instant;
+
+use crate::cli::{Command, Global, InitArgs, Invocation, RunArgs, SinkChoice};
+use crate::client::Client;
+use crate::consumer::{self, Consumer, ConsumerConfig, StopFlag};
+use crate::error::{Error, Result};
+use crate::init::{InitConfig, init};
+use crate::logging::{self, SUMMARY_TARGET};
+use crate::sink::{ExecSink, NullSink, Sink, StdoutSink};
+
+/// Facts about the process that the library must not look up itself.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub host: String,
+    pub run_id: String,
+}
+
+/// Runs a parsed command.
+pub fn execute(invocation: Invocation, stop: &StopFlag, context: &Context) -> Result<()> {
+    let Invocation { global, command } = invocation;
+    match command {
+        Command::Help(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        Command::Version => {
+            println!("seqtail {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Init(args) => run_init(&global, &args),
+        Command::Run(args) => run_job(&global, &args, stop, context),
+    }
+}
+
+fn run_init(global: &Global, args: &InitArgs) -> Result<()> {
+    let client = Client::new(&global.client)?;
+    let report = init(
+        &client,
+        &InitConfig {
+            index: global.index.clone(),
+            offsets_index: global.offsets_index.clone(),
+            shards: args.shards,
+            replicas: args.replicas,
+        },
+    )?;
+    for name in &report.created {
+        println!("created {name}");
+    }
+    for name in &report.existing {
+        println!("exists  {name}");
+    }
+    for drift in &report.drift {
+        println!("drift   {drift}");
+        log::warn!("drift: {drift} (init does not change existing indices)");
+    }
+    Ok(())
+}
+
+fn run_job(global: &Global, args: &RunArgs, stop: &StopFlag, context: &Context) -> Result<()> {
+    let started = Instant::now();
+    logging::set_label("group", &args.group);
+    logging::set_label("run_id", &context.run_id);
+    let client = Client::new(&global.client)?;
+    let mut sink: Box<dyn Sink> = match &args.sink {
+        SinkChoice::Stdout => Box::new(StdoutSink::new()),
+        SinkChoice::Null => Box::new(NullSink::default()),
+        SinkChoice::Exec { command, timeout } => {
+            Box::new(ExecSink::new(command.clone(), *timeout, context.run_id.clone()))
+        }
+    };
+    let config = ConsumerConfig {
+        group: args.group.clone(),
+        index: global.index.clone(),
+        offsets_index: global.offsets_index.clone(),
+        batch_size: args.batch_size,
+        start_from: args.start_from,
+        slice: args.slice,
+        run_id: context.run_id.clone(),
+        host: context.host.clone(),
+    };
+    log::info!(
+        "run {} of group {} on index {} via {}",
+        context.run_id,
+        args.group,
+        global.index,
+        client.current_url()
+    );
+    let mut consumer = match Consumer::open(client, config) {
+        Ok(c) => c,
+        Err(e) => {
+            log::info!(
+                target: SUMMARY_TARGET,
+                "run {} group={} index={} events=0 batches=0 duration={} reason=failed exit={} error=\"{e}\"",
+                context.run_id,
+                args.group,
+                global.index,
+                crate::time::human(started.elapsed()),
+                e.exit_code()
+            );
+            return Err(e);
+        }
+    };
+    let report = consumer::run(&mut consumer, sink.as_mut(), &args.limits, stop, started);
+    log::info!(target: SUMMARY_TARGET, "{}", report.summary_line());
+    match report.error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Wraps an error for printing on stderr as the last line.
+pub fn describe_failure(e: &Error) -> String {
+    format!("seqtail: {e}")
+}

@@ -1,0 +1,626 @@
+//! The stateful consumer: resolves the source index, checks the stored identity, and runs the
+//! gap-free read protocol of DESIGN.md §3 as an explicit poll → deliver → commit cycle.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::client::{Client, DocVersion, IndexInfo, ShardStat};
+use crate::error::{Error, Result};
+use crate::offsets::{OffsetDoc, OffsetStore, doc_id};
+use crate::sink::{Batch, Sink};
+use crate::time;
+
+/// Where a group without stored offsets starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// From the first event of each shard.
+    Earliest,
+    /// From the global checkpoint at the first run: only events written afterwards.
+    Latest,
+}
+
+/// A subset of shards: those with `shard % count == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Slice {
+    pub fn contains(&self, shard: u32) -> bool {
+        shard % self.count == self.index
+    }
+}
+
+/// What a consumer reads and where it keeps its offsets.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub group: String,
+    pub index: String,
+    pub offsets_index: String,
+    pub batch_size: usize,
+    pub start_from: StartFrom,
+    pub slice: Option<Slice>,
+    /// Identifies this run in audit fields.
+    pub run_id: String,
+    pub host: String,
+}
+
+impl ConsumerConfig {
+    pub fn new(group: impl Into<String>, index: impl Into<String>) -> ConsumerConfig {
+        ConsumerConfig {
+            group: group.into(),
+            index: index.into(),
+            offsets_index: "consumer-offsets".into(),
+            batch_size: 500,
+            start_from: StartFrom::Earliest,
+            slice: None,
+            run_id: crate::random::run_id(),
+            host: "unknown".into(),
+        }
+    }
+}
+
+struct ShardState {
+    shard: u32,
+    version: DocVersion,
+    doc: OffsetDoc,
+    /// The snapshot checkpoint `G[s]`: nothing beyond it is read until the next snapshot.
+    target: i64,
+}
+
+impl ShardState {
+    fn position(&self) -> i64 {
+        self.doc.seq_no
+    }
+}
+
+/// Per-shard position at the end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardReport {
+    pub shard: u32,
+    pub committed: i64,
+    pub checkpoint: i64,
+}
+
+impl ShardReport {
+    pub fn lag(&self) -> i64 {
+        (self.checkpoint - self.committed).max(0)
+    }
+}
+
+/// A consumer of one group on one index, owning some of its shards.
+pub struct Consumer {
+    client: Client,
+    store: OffsetStore,
+    config: ConsumerConfig,
+    source: IndexInfo,
+    shards: Vec<ShardState>,
+    use_primary: bool,
+    next: usize,
+}
+
+impl Consumer {
+    /// Connects, checks identities, loads or creates the offsets, and takes the first snapshot.
+    pub fn open(client: Client, config: ConsumerConfig) -> Result<Consumer> {
+        let store = OffsetStore::new(client.clone(), config.offsets_index.clone());
+        store.ensure_index()?;
+        let version = client.version()?;
+        let use_primary = supports_primary_preference(&version);
+        if !use_primary {
+            log::warn!(
+                "server {version} has no `_primary` search preference (OpenSearch 2.8+); reading \
+                 with `_shards:<s>` only, so a lagging replica may answer and a batch may arrive late"
+            );
+        }
+        let source = client.index_info(&config.index)?;
+        let stats = primaries(&client, &source)?;
+        let owned: Vec<u32> = (0..source.shards)
+            .filter(|s| config.slice.is_none_or(|sl| sl.contains(*s)))
+            .collect();
+        if owned.is_empty() {
+            return Err(Error::Config(format!(
+                "slice {:?} owns none of the {} shards of index {}",
+                config.slice, source.shards, source.name
+            )));
+        }
+
+        // Identity: any stored document of this group for this index name (or uuid) must
+        // describe the live index, or the offsets belong to another stream.
+        let stored = store.find_group(&config.group, &config.index, &source.uuid)?;
+        for (_, doc) in &stored {
+            check_identity(&config, &source, &stats, doc)?;
+        }
+
+        let ids: Vec<String> = owned
+            .iter()
+            .map(|s| doc_id(&config.group, &source.uuid, *s))
+            .collect();
+        let mut loaded: BTreeMap<u32, (DocVersion, OffsetDoc)> = BTreeMap::new();
+        for (_, version, doc) in store.get_many(&ids)? {
+            check_identity(&config, &source, &stats, &doc)?;
+            loaded.insert(doc.shard, (version, doc));
+        }
+
+        let mut shards = Vec::with_capacity(owned.len());
+        for shard in owned {
+            let stat = &stats[shard as usize];
+            let (version, doc) = match loaded.remove(&shard) {
+                Some(found) => found,
+                None => {
+                    let start = match config.start_from {
+                        StartFrom::Earliest => -1,
+                        StartFrom::Latest => stat.global_checkpoint,
+                    };
+                    let doc = OffsetDoc {
+                        group: config.group.clone(),
+                        index: config.index.clone(),
+                        index_uuid: source.uuid.clone(),
+                        shard,
+                        history_uuid: stat.history_uuid.clone(),
+                        seq_no: start,
+                        primary_term: 0,
+                        checkpoint: stat.global_checkpoint,
+                        committed_at: time::now_rfc3339(),
+                        run_id: config.run_id.clone(),
+                        host: config.host.clone(),
+                        owner: None,
+                        lease_until: None,
+                        events_total: 0,
+                    };
+                    match store.create(&doc)? {
+                        Some(version) => {
+                            log::info!(
+                                "group {} starts shard {shard} of {} at {start} ({:?})",
+                                config.group,
+                                source.name,
+                                config.start_from
+                            );
+                            (version, doc)
+                        }
+                        // Another run created it a moment ago: use what it wrote.
+                        None => store.get(&doc_id(&config.group, &source.uuid, shard))?.ok_or_else(
+                            || Error::Conflict(format!(
+                                "offset of group {} shard {shard} was created and removed while \
+                                 this run started; try again",
+                                config.group
+                            )),
+                        )?,
+                    }
+                }
+            };
+            shards.push(ShardState {
+                shard,
+                version,
+                target: doc.seq_no,
+                doc,
+            });
+        }
+        let mut consumer = Consumer {
+            client,
+            store,
+            config,
+            source,
+            shards,
+            use_primary,
+            next: 0,
+        };
+        consumer.snapshot()?;
+        Ok(consumer)
+    }
+
+    /// The concrete index being read.
+    pub fn source(&self) -> &IndexInfo {
+        &self.source
+    }
+
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    /// Takes a new snapshot: the checkpoint of every primary, then a refresh. Returns true when
+    /// some owned shard has events beyond its committed position.
+    pub fn snapshot(&mut self) -> Result<bool> {
+        let stats = primaries(&self.client, &self.source)?;
+        for state in &self.shards {
+            let stat = &stats[state.shard as usize];
+            if stat.history_uuid != state.doc.history_uuid {
+                return Err(identity_error(
+                    &self.config,
+                    &state.doc,
+                    &self.source,
+                    &stat.history_uuid,
+                ));
+            }
+        }
+        // Order matters: checkpoints first, refresh second, so every operation at or below a
+        // checkpoint is visible to the searches that follow.
+        self.client.refresh(&self.source.name)?;
+        let mut pending = false;
+        for state in &mut self.shards {
+            state.target = stats[state.shard as usize]
+                .global_checkpoint
+                .max(state.position());
+            pending |= state.target > state.position();
+        }
+        Ok(pending)
+    }
+
+    /// Reads the next non-empty batch, visiting shards in turn. Ranges with no visible event
+    /// (gaps left by updates and deletes) are committed to the checkpoint on the way, so they
+    /// are never scanned again. `Ok(None)`: every owned shard has reached the snapshot.
+    pub fn poll(&mut self) -> Result<Option<Batch>> {
+        let count = self.shards.len();
+        for step in 0..count {
+            let i = (self.next + step) % count;
+            let (shard, after, up_to) = {
+                let s = &self.shards[i];
+                (s.shard, s.position(), s.target)
+            };
+            if after >= up_to {
+                continue;
+            }
+            let size = self.config.batch_size;
+            let hits = self.client.search_shard(
+                &self.source.name,
+                shard,
+                after,
+                up_to,
+                size,
+                self.use_primary,
+            )?;
+            if hits.is_empty() {
+                self.commit_position(i, up_to, None, 0)?;
+                continue;
+            }
+            let commit_to = if hits.len() < size {
+                up_to
+            } else {
+                hits.last().map(|h| h.seq_no).unwrap_or(up_to)
+            };
+            self.next = (i + 1) % count;
+            return Ok(Some(Batch {
+                group: self.config.group.clone(),
+                index: self.config.index.clone(),
+                index_uuid: self.source.uuid.clone(),
+                shard,
+                events: hits,
+                commit_to,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Commits a delivered batch. Call only after the sink accepted it.
+    pub fn commit(&mut self, batch: &Batch) -> Result<()> {
+        let i = self
+            .shards
+            .iter()
+            .position(|s| s.shard == batch.shard)
+            .ok_or_else(|| Error::Internal(format!("commit for unowned shard {}", batch.shard)))?;
+        let term = batch.events.last().map(|e| e.primary_term);
+        self.commit_position(i, batch.commit_to, term, batch.events.len() as u64)
+    }
+
+    fn commit_position(&mut self, i: usize, seq_no: i64, term: Option<i64>, events: u64) -> Result<()> {
+        let state = &self.shards[i];
+        let mut doc = state.doc.clone();
+        doc.seq_no = seq_no;
+        if let Some(term) = term {
+            doc.primary_term = term;
+        }
+        doc.checkpoint = state.target;
+        doc.committed_at = time::now_rfc3339();
+        doc.run_id = self.config.run_id.clone();
+        doc.host = self.config.host.clone();
+        doc.events_total += events;
+        let version = match self.store.replace(&doc, state.version)? {
+            Some(v) => v,
+            None => {
+                // A 409 can also mean our own write landed and its answer was lost before a
+                // retry: accept it when the stored document is exactly ours.
+                match self.store.get(&doc_id(&doc.group, &doc.index_uuid, doc.shard))? {
+                    Some((v, stored)) if stored == doc => v,
+                    Some((_, stored)) => {
+                        return Err(Error::Conflict(format!(
+                            "group {} shard {}: the offset changed under this run (now seq_no {} \
+                             by run {} on {}); another run owns the shard, so this run stops \
+                             without committing further",
+                            doc.group, doc.shard, stored.seq_no, stored.run_id, stored.host
+                        )));
+                    }
+                    None => {
+                        return Err(Error::Conflict(format!(
+                            "group {} shard {}: the offset document was deleted during the run; \
+                             this run stops without committing",
+                            doc.group, doc.shard
+                        )));
+                    }
+                }
+            }
+        };
+        log::debug!(
+            "committed group {} shard {} at {} ({} events)",
+            doc.group,
+            doc.shard,
+            seq_no,
+            events
+        );
+        let state = &mut self.shards[i];
+        state.version = version;
+        state.doc = doc;
+        Ok(())
+    }
+
+    /// Committed position and snapshot of every owned shard.
+    pub fn report(&self) -> Vec<ShardReport> {
+        self.shards
+            .iter()
+            .map(|s| ShardReport {
+                shard: s.shard,
+                committed: s.position(),
+                checkpoint: s.target,
+            })
+            .collect()
+    }
+}
+
+fn primaries(client: &Client, source: &IndexInfo) -> Result<Vec<ShardStat>> {
+    let stats = client.shard_stats(&source.name)?;
+    let mut by_shard: Vec<Option<ShardStat>> = vec![None; source.shards as usize];
+    for stat in stats {
+        if let Some(slot) = by_shard.get_mut(stat.shard as usize) {
+            *slot = Some(stat);
+        }
+    }
+    by_shard
+        .into_iter()
+        .enumerate()
+        .map(|(shard, stat)| {
+            stat.ok_or_else(|| Error::Unavailable {
+                what: format!("read shard {shard} of index {}", source.name),
+                detail: "the shard has no started primary; check `GET _cluster/health` and \
+                         `GET _cat/shards`"
+                    .into(),
+            })
+        })
+        .collect()
+}
+
+fn check_identity(config: &ConsumerConfig, source: &IndexInfo, stats: &[ShardStat], doc: &OffsetDoc) -> Result<()> {
+    if doc.index_uuid != source.uuid {
+        return Err(Error::Offsets(format!(
+            "group {} has offsets for index {} with uuid {}, but {} is now uuid {} ({} shards): \
+             the index was deleted and re-created, restored or split, so those offsets describe \
+             another stream. Nothing was read or committed. To start the group on the new \
+             index run `seqtail offsets reset {} --index {} --to earliest --execute` (or \
+             `--to latest` to skip what is there)",
+            config.group,
+            doc.index,
+            doc.index_uuid,
+            source.name,
+            source.uuid,
+            source.shards,
+            config.group,
+            config.index
+        )));
+    }
+    if doc.shard >= source.shards {
+        return Err(Error::Offsets(format!(
+            "group {} has an offset for shard {} but index {} (uuid {}) has {} shards; reset the \
+             group with `seqtail offsets reset {} --index {} --to earliest --execute`",
+            config.group, doc.shard, source.name, source.uuid, source.shards, config.group, config.index
+        )));
+    }
+    let live = &stats[doc.shard as usize].history_uuid;
+    if &doc.history_uuid != live {
+        return Err(identity_error(config, doc, source, live));
+    }
+    Ok(())
+}
+
+fn identity_error(config: &ConsumerConfig, doc: &OffsetDoc, source: &IndexInfo, live_history: &str) -> Error {
+    Error::Offsets(format!(
+        "group {} shard {} of index {} (uuid {}) was stored with history {} but the shard now has \
+         history {}: the shard was restored from a snapshot or force-allocated, so its sequence \
+         numbers restarted. Nothing was read or committed. Reset the group with `seqtail offsets \
+         reset {} --index {} --to earliest --execute` (or `--to latest`)",
+        config.group,
+        doc.shard,
+        source.name,
+        source.uuid,
+        doc.history_uuid,
+        live_history,
+        config.group,
+        config.index
+    ))
+}
+
+/// True for OpenSearch 2.8 and later, which accept `_shards:<s>|_primary`.
+fn supports_primary_preference(version: &str) -> bool {
+    if version.contains(' ') {
+        return false; // another distribution, e.g. "elasticsearch 7.10.2"
+    }
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    major > 2 || (major == 2 && minor >= 8)
+}
+
+/// Bounds of one run (DESIGN.md §5).
+#[derive(Debug, Clone, Default)]
+pub struct RunLimits {
+    /// Stop after this many delivered batches (None: no limit).
+    pub max_batches: Option<u64>,
+    /// Stop starting batches when the time left is shorter than the last batch took.
+    pub max_duration: Option<Duration>,
+    /// Take new snapshots until one shows nothing new.
+    pub until_caught_up: bool,
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    CaughtUp,
+    MaxBatches,
+    MaxDuration,
+    Signal,
+    Failed,
+}
+
+impl StopReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StopReason::CaughtUp => "caught-up",
+            StopReason::MaxBatches => "max-batches",
+            StopReason::MaxDuration => "max-duration",
+            StopReason::Signal => "signal",
+            StopReason::Failed => "failed",
+        }
+    }
+}
+
+/// A shared "please stop" flag, raised by the signal handler and read between batches.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<AtomicUsize>);
+
+impl StopFlag {
+    pub fn new() -> StopFlag {
+        StopFlag::default()
+    }
+
+    /// Raises the flag; returns how many times it has been raised, this one included.
+    pub fn raise(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunReport {
+    pub group: String,
+    pub index: String,
+    pub run_id: String,
+    pub events: u64,
+    pub batches: u64,
+    pub duration: Duration,
+    pub reason: StopReason,
+    pub shards: Vec<ShardReport>,
+    pub error: Option<Error>,
+}
+
+impl RunReport {
+    pub fn total_lag(&self) -> i64 {
+        self.shards.iter().map(ShardReport::lag).sum()
+    }
+
+    /// The one summary line of a run.
+    pub fn summary_line(&self) -> String {
+        let lag: Vec<String> = self
+            .shards
+            .iter()
+            .map(|s| format!("{}:{}", s.shard, s.lag()))
+            .collect();
+        let mut line = format!(
+            "run {} group={} index={} events={} batches={} duration={} reason={} lag={} lag_by_shard={}",
+            self.run_id,
+            self.group,
+            self.index,
+            self.events,
+            self.batches,
+            time::human(self.duration),
+            self.reason.as_str(),
+            self.total_lag(),
+            if lag.is_empty() { "-".to_string() } else { lag.join(",") }
+        );
+        if let Some(e) = &self.error {
+            line.push_str(&format!(" exit={} error=\"{e}\"", e.exit_code()));
+        } else {
+            line.push_str(" exit=0");
+        }
+        line
+    }
+}
+
+/// Runs the batch loop: poll, deliver, commit, until a limit, caught up, a signal or an error.
+pub fn run(consumer: &mut Consumer, sink: &mut dyn Sink, limits: &RunLimits, stop: &StopFlag, started: Instant) -> RunReport {
+    let mut events = 0u64;
+    let mut batches = 0u64;
+    let mut last_batch = Duration::ZERO;
+    let outcome: Result<StopReason> = (|| {
+        loop {
+            if stop.is_raised() {
+                return Ok(StopReason::Signal);
+            }
+            if limits.max_batches.is_some_and(|m| batches >= m) {
+                return Ok(StopReason::MaxBatches);
+            }
+            if let Some(max) = limits.max_duration {
+                let elapsed = started.elapsed();
+                if elapsed >= max || max - elapsed < last_batch {
+                    return Ok(StopReason::MaxDuration);
+                }
+            }
+            let batch_started = Instant::now();
+            match consumer.poll()? {
+                Some(batch) => {
+                    sink.deliver(&batch)?;
+                    consumer.commit(&batch)?;
+                    batches += 1;
+                    events += batch.events.len() as u64;
+                    last_batch = batch_started.elapsed();
+                }
+                None => {
+                    if limits.until_caught_up && consumer.snapshot()? {
+                        continue;
+                    }
+                    return Ok(StopReason::CaughtUp);
+                }
+            }
+        }
+    })();
+    let (reason, error) = match outcome {
+        Ok(reason) => (reason, None),
+        Err(e) => (StopReason::Failed, Some(e)),
+    };
+    RunReport {
+        group: consumer.config.group.clone(),
+        index: consumer.config.index.clone(),
+        run_id: consumer.config.run_id.clone(),
+        events,
+        batches,
+        duration: started.elapsed(),
+        reason,
+        shards: consumer.report(),
+        error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn primary_preference_needs_opensearch_2_8() {
+        assert!(supports_primary_preference("2.19.6"));
+        assert!(supports_primary_preference("2.8.0"));
+        assert!(supports_primary_preference("3.1.0"));
+        assert!(!supports_primary_preference("2.7.0"));
+        assert!(!supports_primary_preference("1.3.20"));
+        assert!(!supports_primary_preference("elasticsearch 7.10.2"));
+    }
+
+    #[test]
+    fn slices_partition_shards() {
+        let slices: Vec<Slice> = (0..3).map(|index| Slice { index, count: 3 }).collect();
+        for shard in 0..10 {
+            assert_eq!(slices.iter().filter(|s| s.contains(shard)).count(), 1);
+        }
+    }
+}
