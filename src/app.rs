@@ -67,9 +67,11 @@ fn run_job(global: &Global, args: &RunArgs, stop: &StopFlag, context: &Context) 
     let mut sink: Box<dyn Sink> = match &args.sink {
         SinkChoice::Stdout => Box::new(StdoutSink::new()),
         SinkChoice::Null => Box::new(NullSink::default()),
-        SinkChoice::Exec { command, timeout } => {
-            Box::new(ExecSink::new(command.clone(), *timeout, context.run_id.clone()))
-        }
+        SinkChoice::Exec { command, timeout } => Box::new(ExecSink::new(
+            command.clone(),
+            *timeout,
+            context.run_id.clone(),
+        )),
     };
     let config = ConsumerConfig {
         group: args.group.clone(),

@@ -23,36 +23,116 @@ const fn flag(name: &'static str, value: Option<&'static str>, help: &'static st
 }
 
 const GLOBAL: &[Flag] = &[
-    flag("url", Some("URLS"), "OpenSearch base URLs, comma-separated, tried in order [http://127.0.0.1:9200]"),
-    flag("index", Some("NAME"), "events index (or alias of one index) [events]"),
-    flag("offsets-index", Some("NAME"), "where group offsets are stored [consumer-offsets]"),
+    flag(
+        "url",
+        Some("URLS"),
+        "OpenSearch base URLs, comma-separated, tried in order [http://127.0.0.1:9200]",
+    ),
+    flag(
+        "index",
+        Some("NAME"),
+        "events index (or alias of one index) [events]",
+    ),
+    flag(
+        "offsets-index",
+        Some("NAME"),
+        "where group offsets are stored [consumer-offsets]",
+    ),
     flag("username", Some("USER"), "basic-auth user"),
-    flag("password", Some("PASS"), "basic-auth password (prefer --password-file)"),
+    flag(
+        "password",
+        Some("PASS"),
+        "basic-auth password (prefer --password-file)",
+    ),
     flag("password-file", Some("FILE"), "read the password from FILE"),
-    flag("ca-cert", Some("FILE"), "PEM bundle of CA certificates to trust instead of the defaults"),
-    flag("client-cert", Some("FILE"), "PEM client certificate chain for mutual TLS"),
-    flag("client-key", Some("FILE"), "PEM private key of --client-cert"),
-    flag("insecure", None, "do not verify the server certificate (never the default)"),
-    flag("timeout", Some("DURATION"), "connect and response timeout of one request [30s]"),
-    flag("retry-timeout", Some("DURATION"), "how long to retry an unavailable server [60s]"),
-    flag("log-format", Some("text|json"), "log format on stderr [text]"),
+    flag(
+        "ca-cert",
+        Some("FILE"),
+        "PEM bundle of CA certificates to trust instead of the defaults",
+    ),
+    flag(
+        "client-cert",
+        Some("FILE"),
+        "PEM client certificate chain for mutual TLS",
+    ),
+    flag(
+        "client-key",
+        Some("FILE"),
+        "PEM private key of --client-cert",
+    ),
+    flag(
+        "insecure",
+        None,
+        "do not verify the server certificate (never the default)",
+    ),
+    flag(
+        "timeout",
+        Some("DURATION"),
+        "connect and response timeout of one request [30s]",
+    ),
+    flag(
+        "retry-timeout",
+        Some("DURATION"),
+        "how long to retry an unavailable server [60s]",
+    ),
+    flag(
+        "log-format",
+        Some("text|json"),
+        "log format on stderr [text]",
+    ),
 ];
 
 const INIT: &[Flag] = &[
-    flag("shards", Some("N"), "primary shards of the events index [5]"),
+    flag(
+        "shards",
+        Some("N"),
+        "primary shards of the events index [5]",
+    ),
     flag("replicas", Some("N"), "replicas of the events index [1]"),
 ];
 
 const RUN: &[Flag] = &[
-    flag("group", Some("NAME"), "consumer group ([a-z0-9][a-z0-9._-]{0,99}); required"),
+    flag(
+        "group",
+        Some("NAME"),
+        "consumer group ([a-z0-9][a-z0-9._-]{0,99}); required",
+    ),
     flag("batch-size", Some("N"), "events per batch, 1..10000 [500]"),
-    flag("max-batches", Some("N"), "stop after N batches; 0 = no limit [100]"),
-    flag("max-duration", Some("DURATION"), "stop starting batches before this much time has passed"),
-    flag("until-caught-up", None, "take new snapshots until one shows nothing new"),
-    flag("start-from", Some("earliest|latest"), "where a group without offsets starts [earliest]"),
-    flag("sink", Some("stdout|null"), "where batches go when --exec is not given [stdout]"),
-    flag("exec", Some("CMD"), "run `sh -c CMD` per batch, batch on stdin; exit 0 accepts it"),
-    flag("exec-timeout", Some("DURATION"), "kill --exec and fail the batch after this long [10m]"),
+    flag(
+        "max-batches",
+        Some("N"),
+        "stop after N batches; 0 = no limit [100]",
+    ),
+    flag(
+        "max-duration",
+        Some("DURATION"),
+        "stop starting batches before this much time has passed",
+    ),
+    flag(
+        "until-caught-up",
+        None,
+        "take new snapshots until one shows nothing new",
+    ),
+    flag(
+        "start-from",
+        Some("earliest|latest"),
+        "where a group without offsets starts [earliest]",
+    ),
+    flag(
+        "sink",
+        Some("stdout|null"),
+        "where batches go when --exec is not given [stdout]",
+    ),
+    flag(
+        "exec",
+        Some("CMD"),
+        "run `sh -c CMD` per batch, batch on stdin; exit 0 accepts it",
+    ),
+    flag(
+        "exec-timeout",
+        Some("DURATION"),
+        "kill --exec and fail the batch after this long [10m]",
+    ),
     flag("slice", Some("I/N"), "read only shards with shard % N == I"),
 ];
 
@@ -126,8 +206,14 @@ fn command_flags(command: &str) -> Option<&'static [Flag]> {
 }
 
 const COMMANDS: &[(&str, &str)] = &[
-    ("init", "create the events and offsets indices (idempotent; reports drift)"),
-    ("run", "the batch job: read a group's new events, deliver them, commit, exit"),
+    (
+        "init",
+        "create the events and offsets indices (idempotent; reports drift)",
+    ),
+    (
+        "run",
+        "the batch job: read a group's new events, deliver them, commit, exit",
+    ),
 ];
 
 /// The environment variable of a flag: `--retry-timeout` → `SEQTAIL_RETRY_TIMEOUT`.
@@ -267,8 +353,17 @@ pub fn parse(args: &[String], env: &HashMap<String, String>) -> Result<Invocatio
     Ok(Invocation { global, command })
 }
 
-fn global(raw: &BTreeMap<&'static str, String>, env: &HashMap<String, String>, verbosity: i32, strict: bool) -> Result<Global> {
-    let get = |name: &str| raw.get(name).cloned().or_else(|| env.get(&env_name(name)).cloned());
+fn global(
+    raw: &BTreeMap<&'static str, String>,
+    env: &HashMap<String, String>,
+    verbosity: i32,
+    strict: bool,
+) -> Result<Global> {
+    let get = |name: &str| {
+        raw.get(name)
+            .cloned()
+            .or_else(|| env.get(&env_name(name)).cloned())
+    };
     let urls: Vec<String> = get("url")
         .unwrap_or_else(|| "http://127.0.0.1:9200".into())
         .split(',')
@@ -326,7 +421,11 @@ fn global(raw: &BTreeMap<&'static str, String>, env: &HashMap<String, String>, v
 }
 
 /// A secret from `--NAME` / `SEQTAIL_NAME` or `--NAME-file` / `SEQTAIL_NAME_FILE`, not both.
-fn secret(raw: &BTreeMap<&'static str, String>, env: &HashMap<String, String>, name: &'static str) -> Result<Option<Secret>> {
+fn secret(
+    raw: &BTreeMap<&'static str, String>,
+    env: &HashMap<String, String>,
+    name: &'static str,
+) -> Result<Option<Secret>> {
     let file_flag = format!("{name}-file");
     let value = raw.get(name).cloned();
     let file = raw.get(file_flag.as_str()).cloned();
@@ -359,10 +458,9 @@ fn secret(raw: &BTreeMap<&'static str, String>, env: &HashMap<String, String>, n
 }
 
 fn run_args(raw: &BTreeMap<&'static str, String>) -> Result<RunArgs> {
-    let group = raw
-        .get("group")
-        .cloned()
-        .ok_or_else(|| Error::Usage("`seqtail run` needs --group NAME (or SEQTAIL_GROUP)".into()))?;
+    let group = raw.get("group").cloned().ok_or_else(|| {
+        Error::Usage("`seqtail run` needs --group NAME (or SEQTAIL_GROUP)".into())
+    })?;
     validate_group(&group)?;
     let max_batches: u64 = number(raw, "max-batches", 100u64, 0, u64::MAX)?;
     let max_duration = match raw.get("max-duration") {
@@ -406,7 +504,11 @@ fn run_args(raw: &BTreeMap<&'static str, String>) -> Result<RunArgs> {
         group,
         batch_size: number(raw, "batch-size", 500usize, 1, 10_000)?,
         limits: RunLimits {
-            max_batches: if max_batches == 0 { None } else { Some(max_batches) },
+            max_batches: if max_batches == 0 {
+                None
+            } else {
+                Some(max_batches)
+            },
             max_duration,
             until_caught_up: boolean(raw, "until-caught-up")?,
         },
@@ -418,7 +520,11 @@ fn run_args(raw: &BTreeMap<&'static str, String>) -> Result<RunArgs> {
 
 /// Parses `I/N` with `I < N`.
 pub fn parse_slice(text: &str) -> Result<Slice> {
-    let bad = || Error::Config(format!("--slice `{text}`: write I/N with 0 <= I < N, e.g. 0/3"));
+    let bad = || {
+        Error::Config(format!(
+            "--slice `{text}`: write I/N with 0 <= I < N, e.g. 0/3"
+        ))
+    };
     let (i, n) = text.split_once('/').ok_or_else(bad)?;
     let index: u32 = i.trim().parse().map_err(|_| bad())?;
     let count: u32 = n.trim().parse().map_err(|_| bad())?;
@@ -476,9 +582,10 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
     let Some(text) = raw.get(name) else {
         return Ok(default);
     };
-    let n: T = text.trim().parse().map_err(|_| {
-        Error::Config(format!("--{name} `{text}` is not a whole number"))
-    })?;
+    let n: T = text
+        .trim()
+        .parse()
+        .map_err(|_| Error::Config(format!("--{name} `{text}` is not a whole number")))?;
     if n < min || n > max {
         return Err(Error::Config(format!(
             "--{name} {n} is out of range {min}..={max}"
@@ -487,7 +594,11 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
     Ok(n)
 }
 
-fn duration(raw: &BTreeMap<&'static str, String>, name: &str, default: Duration) -> Result<Duration> {
+fn duration(
+    raw: &BTreeMap<&'static str, String>,
+    name: &str,
+    default: Duration,
+) -> Result<Duration> {
     match raw.get(name) {
         None => Ok(default),
         Some(text) => parse_duration(text).map_err(|e| Error::Config(format!("--{name}: {e}"))),
@@ -515,13 +626,24 @@ pub fn help_text(topic: Option<&str>) -> String {
                 Some(v) => format!("--{} {v}", f.name),
                 None => format!("--{}", f.name),
             };
-            out.push_str(&format!("  {left:<34} {}\n  {:<34} env {}\n", f.help, "", env_name(f.name)));
+            out.push_str(&format!(
+                "  {left:<34} {}\n  {:<34} env {}\n",
+                f.help,
+                "",
+                env_name(f.name)
+            ));
         }
     };
     match topic.and_then(|t| command_flags(t).map(|f| (t, f))) {
         Some((name, flags)) => {
-            let about = COMMANDS.iter().find(|c| c.0 == name).map(|c| c.1).unwrap_or("");
-            out.push_str(&format!("seqtail {name}: {about}\n\nUsage: seqtail {name} [OPTIONS]\n\nOptions:\n"));
+            let about = COMMANDS
+                .iter()
+                .find(|c| c.0 == name)
+                .map(|c| c.1)
+                .unwrap_or("");
+            out.push_str(&format!(
+                "seqtail {name}: {about}\n\nUsage: seqtail {name} [OPTIONS]\n\nOptions:\n"
+            ));
             render(&mut out, flags);
         }
         None => {
@@ -533,7 +655,9 @@ pub fn help_text(topic: Option<&str>) -> String {
             for (name, about) in COMMANDS {
                 out.push_str(&format!("  {name:<10} {about}\n"));
             }
-            out.push_str("\n`seqtail help <COMMAND>` or `seqtail <COMMAND> --help` lists its options.\n");
+            out.push_str(
+                "\n`seqtail help <COMMAND>` or `seqtail <COMMAND> --help` lists its options.\n",
+            );
         }
     }
     out.push_str("\nGlobal options (every flag also reads SEQTAIL_<FLAG>; flags win):\n");
@@ -558,15 +682,19 @@ mod tests {
     }
 
     fn parse_env(s: &str, env: &[(&str, &str)]) -> Result<Invocation> {
-        let env: HashMap<String, String> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         parse(&args(s), &env)
     }
 
     #[test]
     fn run_defaults_and_flags() {
         let inv = parse_env("run --group g1 --batch-size 50 --until-caught-up", &[]).unwrap();
-        let Command::Run(run) = inv.command else { panic!() };
+        let Command::Run(run) = inv.command else {
+            panic!()
+        };
         assert_eq!(run.group, "g1");
         assert_eq!(run.batch_size, 50);
         assert!(run.limits.until_caught_up);
@@ -579,11 +707,17 @@ mod tests {
     fn flags_win_over_environment() {
         let inv = parse_env(
             "--index a run --group g",
-            &[("SEQTAIL_INDEX", "b"), ("SEQTAIL_BATCH_SIZE", "7"), ("SEQTAIL_GROUP", "x")],
+            &[
+                ("SEQTAIL_INDEX", "b"),
+                ("SEQTAIL_BATCH_SIZE", "7"),
+                ("SEQTAIL_GROUP", "x"),
+            ],
         )
         .unwrap();
         assert_eq!(inv.global.index, "a");
-        let Command::Run(run) = inv.command else { panic!() };
+        let Command::Run(run) = inv.command else {
+            panic!()
+        };
         assert_eq!(run.batch_size, 7);
         assert_eq!(run.group, "g");
     }
@@ -612,12 +746,19 @@ mod tests {
     fn secrets_value_and_file_conflict() {
         let e = parse_env(
             "run --group g",
-            &[("SEQTAIL_PASSWORD", "hunter2"), ("SEQTAIL_PASSWORD_FILE", "/nonexistent")],
+            &[
+                ("SEQTAIL_PASSWORD", "hunter2"),
+                ("SEQTAIL_PASSWORD_FILE", "/nonexistent"),
+            ],
         )
         .unwrap_err();
         assert_eq!(e.exit_code(), 78);
         assert!(!e.to_string().contains("hunter2"));
-        let e = parse_env("run --group g", &[("SEQTAIL_PASSWORD_FILE", "/nonexistent/pw")]).unwrap_err();
+        let e = parse_env(
+            "run --group g",
+            &[("SEQTAIL_PASSWORD_FILE", "/nonexistent/pw")],
+        )
+        .unwrap_err();
         assert_eq!(e.exit_code(), 78);
         assert!(e.to_string().contains("/nonexistent/pw"), "{e}");
     }
@@ -629,7 +770,10 @@ mod tests {
         let path = dir.join("pw");
         std::fs::write(&path, "s3cret\n").unwrap();
         let inv = parse_env(
-            &format!("--username u --password-file {} run --group g", path.display()),
+            &format!(
+                "--username u --password-file {} run --group g",
+                path.display()
+            ),
             &[],
         )
         .unwrap();
@@ -649,7 +793,9 @@ mod tests {
     #[test]
     fn help_names_env_vars() {
         let inv = parse_env("run --help", &[]).unwrap();
-        let Command::Help(text) = inv.command else { panic!() };
+        let Command::Help(text) = inv.command else {
+            panic!()
+        };
         assert!(text.contains("SEQTAIL_BATCH_SIZE"));
         assert!(text.contains("--until-caught-up"));
     }

@@ -220,7 +220,13 @@ impl Client {
 
     /// Sends one request, failing over between URLs and retrying connection errors, timeouts,
     /// 429, 502, 503 and 504 with exponential backoff and full jitter until the retry timeout.
-    pub fn send(&self, method: Method, path: &str, body: Option<&[u8]>, what: &str) -> Result<Reply> {
+    pub fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+        what: &str,
+    ) -> Result<Reply> {
         let deadline = Instant::now() + self.retry_timeout;
         let mut attempt: u32 = 0;
         loop {
@@ -270,7 +276,12 @@ impl Client {
         }
     }
 
-    fn send_once(&self, method: &Method, url: &str, body: Option<&[u8]>) -> Result<Reply, ureq::Error> {
+    fn send_once(
+        &self,
+        method: &Method,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Reply, ureq::Error> {
         let mut builder = Request::builder().method(method.clone()).uri(url);
         if let Some(auth) = &self.authorization {
             builder = builder.header("Authorization", auth.as_str());
@@ -334,7 +345,7 @@ impl Client {
     /// `GET /<index>/_settings`: uuid and shard count of the concrete index behind a name.
     pub fn index_info(&self, index: &str) -> Result<IndexInfo> {
         let path = format!(
-            "/{}/_settings?flat_settings=true&filter_path=*.settings.index.uuid,*.settings.index.number_of_shards",
+            "/{}/_settings?filter_path=*.settings.index.uuid,*.settings.index.number_of_shards",
             enc(index)
         );
         let what = format!("read the settings of index {index}");
@@ -352,13 +363,18 @@ impl Client {
         }
         let (name, body) = map.iter().next().expect("one entry checked above");
         let settings = &body["settings"];
-        let uuid = settings["index.uuid"].as_str().unwrap_or_default().to_string();
-        let shards = settings["index.number_of_shards"]
+        let uuid = settings["index"]["uuid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let shards = settings["index"]["number_of_shards"]
             .as_str()
             .and_then(|s| s.parse::<u32>().ok())
             .unwrap_or(0);
         if uuid.is_empty() || shards == 0 {
-            return Err(Error::Internal(format!("{what}: no uuid or shard count in {v}")));
+            return Err(Error::Internal(format!(
+                "{what}: no uuid or shard count in {v}"
+            )));
         }
         Ok(IndexInfo {
             name: name.clone(),
@@ -412,7 +428,12 @@ impl Client {
     /// `POST /<index>/_refresh`, requiring every shard copy to succeed.
     pub fn refresh(&self, index: &str) -> Result<()> {
         let what = format!("refresh index {index}");
-        let v: Value = self.call(Method::POST, &format!("/{}/_refresh", enc(index)), None, &what)?;
+        let v: Value = self.call(
+            Method::POST,
+            &format!("/{}/_refresh", enc(index)),
+            None,
+            &what,
+        )?;
         let failed = v["_shards"]["failed"].as_i64().unwrap_or(0);
         if failed > 0 {
             return Err(Error::Unavailable {
@@ -453,7 +474,12 @@ impl Client {
             "query": {"range": {"_seq_no": {"gt": after, "lte": up_to}}}
         });
         let what = format!("read shard {shard} of index {index}");
-        let reply = self.send(Method::POST, &path, Some(body.to_string().as_bytes()), &what)?;
+        let reply = self.send(
+            Method::POST,
+            &path,
+            Some(body.to_string().as_bytes()),
+            &what,
+        )?;
         if !reply.is_success() {
             return Err(error_from_reply(&reply, &what));
         }
@@ -492,7 +518,11 @@ impl Client {
     }
 
     /// `GET /<index>/_doc/<id>` (realtime). `Ok(None)` when the document does not exist.
-    pub fn get_doc<T: DeserializeOwned>(&self, index: &str, id: &str) -> Result<Option<(DocVersion, T)>> {
+    pub fn get_doc<T: DeserializeOwned>(
+        &self,
+        index: &str,
+        id: &str,
+    ) -> Result<Option<(DocVersion, T)>> {
         let what = format!("read document {id} of index {index}");
         let path = format!("/{}/_doc/{}", enc(index), enc(id));
         let reply = self.send(Method::GET, &path, None, &what)?;
@@ -507,7 +537,11 @@ impl Client {
     }
 
     /// `POST /<index>/_mget` (realtime): the documents that exist, by id.
-    pub fn mget<T: DeserializeOwned>(&self, index: &str, ids: &[String]) -> Result<Vec<(String, DocVersion, T)>> {
+    pub fn mget<T: DeserializeOwned>(
+        &self,
+        index: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, DocVersion, T)>> {
         let what = format!("read {} documents of index {index}", ids.len());
         let body = serde_json::json!({ "ids": ids });
         let v: Value = self.call(
@@ -679,7 +713,12 @@ impl Client {
 
     /// `GET /_cluster/health`.
     pub fn cluster_health(&self) -> Result<Value> {
-        self.call(Method::GET, "/_cluster/health", None, "read the cluster health")
+        self.call(
+            Method::GET,
+            "/_cluster/health",
+            None,
+            "read the cluster health",
+        )
     }
 }
 
@@ -733,7 +772,10 @@ pub fn error_from_reply(reply: &Reply, what: &str) -> Error {
                 .or_else(|| cause.and_then(|c| c["reason"].as_str()))
                 .unwrap_or("no reason given");
             (
-                e.get("type").and_then(Value::as_str).unwrap_or("error").to_string(),
+                e.get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("error")
+                    .to_string(),
                 reason.to_string(),
             )
         }
@@ -784,7 +826,8 @@ fn non_retryable(e: &ureq::Error, url: &str) -> Option<Error> {
         ureq::Error::Io(io) => {
             let text = io.to_string();
             let lower = text.to_lowercase();
-            if lower.contains("certificate") || lower.contains("handshake") || lower.contains("tls") {
+            if lower.contains("certificate") || lower.contains("handshake") || lower.contains("tls")
+            {
                 Some(Error::Config(format!(
                     "TLS with {url} failed: {text}; check --ca-cert, --client-cert and --client-key"
                 )))
@@ -859,9 +902,8 @@ fn read_certificates(path: &std::path::Path, flag: &str) -> Result<Vec<Certifica
 }
 
 fn read_private_key(path: &std::path::Path) -> Result<PrivateKey<'static>> {
-    let pem = std::fs::read(path).map_err(|e| {
-        Error::Config(format!("--client-key {}: cannot read: {e}", path.display()))
-    })?;
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::Config(format!("--client-key {}: cannot read: {e}", path.display())))?;
     PrivateKey::from_pem(&pem).map_err(|e| {
         Error::Config(format!(
             "--client-key {}: no usable private key: {e}",
@@ -874,7 +916,8 @@ fn read_private_key(path: &std::path::Path) -> Result<PrivateKey<'static>> {
 pub fn enc(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':' | b',' | b'*') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':' | b',' | b'*')
+        {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -898,12 +941,24 @@ fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(ALPHABET[(n >> 18) as usize & 63] as char);
         out.push(ALPHABET[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { ALPHABET[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { ALPHABET[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            ALPHABET[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            ALPHABET[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
@@ -925,7 +980,9 @@ mod tests {
     fn urls_are_checked() {
         assert_eq!(validate_url("http://h:9200/").unwrap(), "http://h:9200");
         assert!(validate_url("h:9200").is_err());
-        let e = validate_url("http://admin:pw@h:9200").unwrap_err().to_string();
+        let e = validate_url("http://admin:pw@h:9200")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("pw"), "{e}");
     }
 

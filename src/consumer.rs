@@ -304,7 +304,13 @@ impl Consumer {
         self.commit_position(i, batch.commit_to, term, batch.events.len() as u64)
     }
 
-    fn commit_position(&mut self, i: usize, seq_no: i64, term: Option<i64>, events: u64) -> Result<()> {
+    fn commit_position(
+        &mut self,
+        i: usize,
+        seq_no: i64,
+        term: Option<i64>,
+        events: u64,
+    ) -> Result<()> {
         let state = &self.shards[i];
         let mut doc = state.doc.clone();
         doc.seq_no = seq_no;
@@ -321,7 +327,10 @@ impl Consumer {
             None => {
                 // A 409 can also mean our own write landed and its answer was lost before a
                 // retry: accept it when the stored document is exactly ours.
-                match self.store.get(&doc_id(&doc.group, &doc.index_uuid, doc.shard))? {
+                match self
+                    .store
+                    .get(&doc_id(&doc.group, &doc.index_uuid, doc.shard))?
+                {
                     Some((v, stored)) if stored == doc => v,
                     Some((_, stored)) => {
                         return Err(Error::Conflict(format!(
@@ -389,7 +398,12 @@ fn primaries(client: &Client, source: &IndexInfo) -> Result<Vec<ShardStat>> {
         .collect()
 }
 
-fn check_identity(config: &ConsumerConfig, source: &IndexInfo, stats: &[ShardStat], doc: &OffsetDoc) -> Result<()> {
+fn check_identity(
+    config: &ConsumerConfig,
+    source: &IndexInfo,
+    stats: &[ShardStat],
+    doc: &OffsetDoc,
+) -> Result<()> {
     if doc.index_uuid != source.uuid {
         return Err(Error::Offsets(format!(
             "group {} has offsets for index {} with uuid {}, but {} is now uuid {} ({} shards): \
@@ -411,7 +425,13 @@ fn check_identity(config: &ConsumerConfig, source: &IndexInfo, stats: &[ShardSta
         return Err(Error::Offsets(format!(
             "group {} has an offset for shard {} but index {} (uuid {}) has {} shards; reset the \
              group with `seqtail offsets reset {} --index {} --to earliest --execute`",
-            config.group, doc.shard, source.name, source.uuid, source.shards, config.group, config.index
+            config.group,
+            doc.shard,
+            source.name,
+            source.uuid,
+            source.shards,
+            config.group,
+            config.index
         )));
     }
     let live = &stats[doc.shard as usize].history_uuid;
@@ -421,7 +441,12 @@ fn check_identity(config: &ConsumerConfig, source: &IndexInfo, stats: &[ShardSta
     Ok(())
 }
 
-fn identity_error(config: &ConsumerConfig, doc: &OffsetDoc, source: &IndexInfo, live_history: &str) -> Error {
+fn identity_error(
+    config: &ConsumerConfig,
+    doc: &OffsetDoc,
+    source: &IndexInfo,
+    live_history: &str,
+) -> Error {
     Error::Offsets(format!(
         "group {} shard {} of index {} (uuid {}) was stored with history {} but the shard now has \
          history {}: the shard was restored from a snapshot or force-allocated, so its sequence \
@@ -537,7 +562,11 @@ impl RunReport {
             time::human(self.duration),
             self.reason.as_str(),
             self.total_lag(),
-            if lag.is_empty() { "-".to_string() } else { lag.join(",") }
+            if lag.is_empty() {
+                "-".to_string()
+            } else {
+                lag.join(",")
+            }
         );
         if let Some(e) = &self.error {
             line.push_str(&format!(" exit={} error=\"{e}\"", e.exit_code()));
@@ -549,7 +578,13 @@ impl RunReport {
 }
 
 /// Runs the batch loop: poll, deliver, commit, until a limit, caught up, a signal or an error.
-pub fn run(consumer: &mut Consumer, sink: &mut dyn Sink, limits: &RunLimits, stop: &StopFlag, started: Instant) -> RunReport {
+pub fn run(
+    consumer: &mut Consumer,
+    sink: &mut dyn Sink,
+    limits: &RunLimits,
+    stop: &StopFlag,
+    started: Instant,
+) -> RunReport {
     let mut events = 0u64;
     let mut batches = 0u64;
     let mut last_batch = Duration::ZERO;

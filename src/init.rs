@@ -61,7 +61,12 @@ pub fn init(client: &Client, config: &InitConfig) -> Result<InitReport> {
         report.created.push(config.offsets_index.clone());
     } else {
         report.existing.push(config.offsets_index.clone());
-        compare(client, &config.offsets_index, &offsets_index_body(), &mut report)?;
+        compare(
+            client,
+            &config.offsets_index,
+            &offsets_index_body(),
+            &mut report,
+        )?;
     }
     Ok(report)
 }
@@ -72,12 +77,18 @@ fn compare(client: &Client, index: &str, wanted: &Value, report: &mut InitReport
         return Ok(());
     };
     let settings = &live["settings"];
-    for (key, value) in wanted["settings"]["index"].as_object().into_iter().flatten() {
+    for (key, value) in wanted["settings"]["index"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
         let want = match value {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        let have = settings[format!("index.{key}")].as_str().unwrap_or("(unset)");
+        let have = settings[format!("index.{key}")]
+            .as_str()
+            .unwrap_or("(unset)");
         if have != want {
             report.drift.push(format!(
                 "{concrete}: setting index.{key} is {have}, init asks for {want}"
@@ -85,12 +96,16 @@ fn compare(client: &Client, index: &str, wanted: &Value, report: &mut InitReport
         }
     }
     let have_props = &live["mappings"]["properties"];
-    for (field, spec) in wanted["mappings"]["properties"].as_object().into_iter().flatten() {
+    for (field, spec) in wanted["mappings"]["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
         let have = &have_props[field];
         if have.is_null() {
-            report
-                .drift
-                .push(format!("{concrete}: field {field} is not mapped (init maps it as {spec})"));
+            report.drift.push(format!(
+                "{concrete}: field {field} is not mapped (init maps it as {spec})"
+            ));
         } else if have["type"] != spec["type"] {
             report.drift.push(format!(
                 "{concrete}: field {field} is mapped as {}, init maps it as {}",

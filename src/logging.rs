@@ -91,7 +91,11 @@ fn ecs_line(record: &log::Record<'_>) -> String {
     }
     if record.target() == SUMMARY_TARGET {
         obj.insert("event.kind".into(), json!("event"));
-        let outcome = if message.contains(" exit=0") { "success" } else { "failure" };
+        let outcome = if message.contains(" exit=0") {
+            "success"
+        } else {
+            "failure"
+        };
         obj.insert("event.outcome".into(), json!(outcome));
         if let Some(secs) = message
             .split_whitespace()

@@ -90,7 +90,9 @@ impl OffsetStore {
         if self.client.index_exists(&self.index)? {
             return Ok(false);
         }
-        let created = self.client.create_index(&self.index, &offsets_index_body())?;
+        let created = self
+            .client
+            .create_index(&self.index, &offsets_index_body())?;
         if created {
             log::info!("created offsets index {}", self.index);
         }
@@ -99,7 +101,12 @@ impl OffsetStore {
 
     /// Every offset document of `group` that names `index` or `index_uuid`, whatever its uuid:
     /// used to notice that the index behind a name was replaced.
-    pub fn find_group(&self, group: &str, index: &str, index_uuid: &str) -> Result<Vec<(DocVersion, OffsetDoc)>> {
+    pub fn find_group(
+        &self,
+        group: &str,
+        index: &str,
+        index_uuid: &str,
+    ) -> Result<Vec<(DocVersion, OffsetDoc)>> {
         // Offsets written by an earlier run may not be searchable yet; a refresh of this small
         // index makes them so.
         self.client.refresh(&self.index)?;
@@ -147,7 +154,10 @@ impl OffsetStore {
                 Error::Offsets(format!(
                     "offset document {} in {} is corrupt ({e}); inspect it with GET {}/_doc/{}, \
                      then fix or delete it (`seqtail offsets delete`)",
-                    hit["_id"], self.index, self.index, hit["_id"].as_str().unwrap_or("")
+                    hit["_id"],
+                    self.index,
+                    self.index,
+                    hit["_id"].as_str().unwrap_or("")
                 ))
             })?;
             out.push((version, doc));

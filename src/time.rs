@@ -51,9 +51,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("`{text}` has no unit; write for example 500ms, 30s, 5m or 1h"))?;
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; write for example 500ms, 30s, 5m or 1h"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("`{text}` is not a duration; write for example 500ms, 30s, 5m or 1h")
+    })?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
@@ -81,7 +81,10 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(1_796_398_271_123), "2026-12-04T15:31:11.123Z");
+        assert_eq!(
+            rfc3339_millis(1_796_398_271_123),
+            "2026-12-04T15:31:11.123Z"
+        );
     }
 
     #[test]

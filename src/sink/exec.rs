@@ -49,8 +49,14 @@ impl Sink for ExecSink {
             .env("SEQTAIL_INDEX_UUID", &batch.index_uuid)
             .env("SEQTAIL_SHARD", batch.shard.to_string())
             .env("SEQTAIL_BATCH_EVENTS", batch.events.len().to_string())
-            .env("SEQTAIL_FIRST_SEQ_NO", batch.first_seq_no().unwrap_or(-1).to_string())
-            .env("SEQTAIL_LAST_SEQ_NO", batch.last_seq_no().unwrap_or(-1).to_string())
+            .env(
+                "SEQTAIL_FIRST_SEQ_NO",
+                batch.first_seq_no().unwrap_or(-1).to_string(),
+            )
+            .env(
+                "SEQTAIL_LAST_SEQ_NO",
+                batch.last_seq_no().unwrap_or(-1).to_string(),
+            )
             .env("SEQTAIL_RUN_ID", &self.run_id)
             .stdin(Stdio::piped())
             // Its own process group: a Ctrl-C meant for seqtail's graceful stop must not kill
