@@ -32,6 +32,7 @@ pub fn execute(invocation: Invocation, stop: &StopFlag, context: &Context) -> Re
         }
         Command::Init(args) => run_init(&global, &args),
         Command::Run(args) => run_job(&global, &args, stop, context),
+        Command::Produce(config) => run_produce(&global, &config, stop),
     }
 }
 
@@ -111,6 +112,34 @@ fn run_job(global: &Global, args: &RunArgs, stop: &StopFlag, context: &Context) 
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+fn run_produce(
+    global: &Global,
+    config: &crate::produce::ProduceConfig,
+    stop: &StopFlag,
+) -> Result<()> {
+    let client = Client::new(&global.client)?;
+    let result = crate::produce::produce(&client, config, stop);
+    match &result {
+        Ok(r) => log::info!(
+            target: SUMMARY_TARGET,
+            "produce index={} written={} failed={} skipped_lines={} duration={} rate={:.0}/s exit=0",
+            config.index,
+            r.written,
+            r.failed,
+            r.skipped_lines,
+            crate::time::human(r.duration),
+            r.rate()
+        ),
+        Err(e) => log::info!(
+            target: SUMMARY_TARGET,
+            "produce index={} failed exit={} error=\"{e}\"",
+            config.index,
+            e.exit_code()
+        ),
+    }
+    result.map(|_| ())
 }
 
 /// Wraps an error for printing on stderr as the last line.

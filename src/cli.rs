@@ -136,6 +136,52 @@ const RUN: &[Flag] = &[
     flag("slice", Some("I/N"), "read only shards with shard % N == I"),
 ];
 
+const PRODUCE: &[Flag] = &[
+    flag("count", Some("N"), "generate N events"),
+    flag(
+        "duration",
+        Some("DURATION"),
+        "generate events for this long",
+    ),
+    flag(
+        "rate",
+        Some("N"),
+        "events per second, steady (default: as fast as possible)",
+    ),
+    flag(
+        "from",
+        Some("FILE|-"),
+        "ingest NDJSON, one document per line, instead of generating",
+    ),
+    flag("bulk-size", Some("N"), "documents per _bulk request [500]"),
+    flag(
+        "payload-bytes",
+        Some("N"),
+        "size of the generated payload field [512]",
+    ),
+    flag(
+        "keys",
+        Some("N"),
+        "distinct values of the generated `key` field [100]",
+    ),
+    flag(
+        "routing-field",
+        Some("FIELD"),
+        "route each event by this field (one key, one shard)",
+    ),
+    flag(
+        "id-prefix",
+        Some("PREFIX"),
+        "ids are PREFIX + sequence (event number or line number)",
+    ),
+    flag("id-field", Some("FIELD"), "ids are this field's value"),
+    flag(
+        "on-bad-line",
+        Some("fail|skip"),
+        "a line that is not a JSON object [fail]",
+    ),
+];
+
 /// The log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -187,6 +233,7 @@ pub enum Command {
     Version,
     Init(InitArgs),
     Run(RunArgs),
+    Produce(crate::produce::ProduceConfig),
 }
 
 /// A parsed and validated command line.
@@ -201,6 +248,7 @@ fn command_flags(command: &str) -> Option<&'static [Flag]> {
     match command {
         "init" => Some(INIT),
         "run" => Some(RUN),
+        "produce" => Some(PRODUCE),
         _ => None,
     }
 }
@@ -348,6 +396,7 @@ pub fn parse(args: &[String], env: &HashMap<String, String>) -> Result<Invocatio
             replicas: number(&raw, "replicas", 1u32, 0, 16)?,
         }),
         "run" => Command::Run(run_args(&raw)?),
+        "produce" => Command::Produce(produce_args(&raw, &global)?),
         other => return Err(Error::Internal(format!("command {other} has no parser"))),
     };
     Ok(Invocation { global, command })
@@ -515,6 +564,83 @@ fn run_args(raw: &BTreeMap<&'static str, String>) -> Result<RunArgs> {
         start_from,
         sink,
         slice,
+    })
+}
+
+fn produce_args(
+    raw: &BTreeMap<&'static str, String>,
+    global: &Global,
+) -> Result<crate::produce::ProduceConfig> {
+    use crate::produce::{OnBadLine, ProduceConfig, Source};
+    let rate = match raw.get("rate") {
+        None => None,
+        Some(text) => {
+            let r: f64 = text
+                .trim()
+                .parse()
+                .map_err(|_| Error::Config(format!("--rate `{text}` is not a number")))?;
+            if !(r > 0.0 && r.is_finite()) {
+                return Err(Error::Config(format!("--rate {text} must be above 0")));
+            }
+            Some(r)
+        }
+    };
+    let generate_flags = ["count", "duration", "payload-bytes", "keys"];
+    let source = match raw.get("from") {
+        Some(path) => {
+            if let Some(f) = generate_flags.iter().find(|f| raw.contains_key(**f)) {
+                return Err(Error::Config(format!(
+                    "--{f} generates events and --from ingests them; use one"
+                )));
+            }
+            Source::Ndjson { path: path.clone() }
+        }
+        None => {
+            let count = match raw.get("count") {
+                Some(_) => Some(number(raw, "count", 0u64, 0, u64::MAX)?),
+                None => None,
+            };
+            let duration = match raw.get("duration") {
+                Some(_) => Some(duration(raw, "duration", Duration::ZERO)?),
+                None => None,
+            };
+            if count.is_none() && duration.is_none() {
+                return Err(Error::Usage(
+                    "`seqtail produce` needs --count N, --duration D or --from FILE".into(),
+                ));
+            }
+            Source::Generate {
+                count,
+                duration,
+                payload_bytes: number(raw, "payload-bytes", 512usize, 0, 10 << 20)?,
+                keys: number(raw, "keys", 100u64, 1, u64::MAX)?,
+            }
+        }
+    };
+    if raw.contains_key("id-prefix") && raw.contains_key("id-field") {
+        return Err(Error::Config(
+            "--id-prefix and --id-field both set; use one".into(),
+        ));
+    }
+    let on_bad_line = match raw.get("on-bad-line").map(String::as_str) {
+        None | Some("fail") => OnBadLine::Fail,
+        Some("skip") => OnBadLine::Skip,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "--on-bad-line `{other}`: use fail or skip"
+            )));
+        }
+    };
+    Ok(ProduceConfig {
+        index: global.index.clone(),
+        source,
+        rate,
+        bulk_size: number(raw, "bulk-size", 500usize, 1, 100_000)?,
+        routing_field: raw.get("routing-field").cloned(),
+        id_prefix: raw.get("id-prefix").cloned(),
+        id_field: raw.get("id-field").cloned(),
+        on_bad_line,
+        retry_timeout: global.client.retry_timeout,
     })
 }
 

@@ -27,6 +27,8 @@ pub enum Error {
     Conflict(String),
     /// The sink did not accept a batch; that batch is not committed (exit 1).
     Sink(String),
+    /// `produce` could not write some input: a malformed line or rejected documents (exit 1).
+    Input(String),
     /// A bug or an impossible answer (exit 70).
     Internal(String),
 }
@@ -42,6 +44,7 @@ impl Error {
             Error::Offsets(_) => 65,
             Error::Conflict(_) => 75,
             Error::Sink(_) => 1,
+            Error::Input(_) => 1,
             Error::Internal(_) => 70,
         }
     }
@@ -85,6 +88,7 @@ impl fmt::Display for Error {
             Error::Offsets(m) => write!(f, "stored offsets unusable: {m}"),
             Error::Conflict(m) => write!(f, "ownership conflict: {m}"),
             Error::Sink(m) => write!(f, "sink failed: {m}; the batch was not committed"),
+            Error::Input(m) => write!(f, "not all input was written: {m}"),
             Error::Internal(m) => write!(f, "internal error: {m}"),
         }
     }

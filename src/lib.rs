@@ -28,6 +28,7 @@ mod error;
 mod init;
 pub mod logging;
 mod offsets;
+mod produce;
 mod random;
 mod secret;
 mod sink;
@@ -45,6 +46,7 @@ pub use consumer::{
 pub use error::{Error, Result};
 pub use init::{InitConfig, InitReport, events_index_body, init};
 pub use offsets::{OffsetDoc, OffsetStore, doc_id, offsets_index_body};
+pub use produce::{OnBadLine, ProduceConfig, ProduceReport, Source, produce};
 pub use random::run_id;
 pub use secret::Secret;
 pub use sink::{Batch, ExecSink, NullSink, Sink, StdoutSink};

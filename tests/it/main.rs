@@ -6,3 +6,4 @@ mod cli;
 mod delivery;
 mod helpers;
 mod mock;
+mod produce;
