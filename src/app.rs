@@ -9,7 +9,9 @@ use crate::consumer::{self, Consumer, ConsumerConfig, StopFlag};
 use crate::error::{Error, Result};
 use crate::init::{InitConfig, init};
 use crate::logging::{self, SUMMARY_TARGET};
+use crate::offsets::OffsetStore;
 use crate::sink::{ExecSink, NullSink, Sink, StdoutSink};
+use crate::{inspect, reset};
 
 /// Facts about the process that the library must not look up itself.
 #[derive(Debug, Clone)]
@@ -33,6 +35,108 @@ pub fn execute(invocation: Invocation, stop: &StopFlag, context: &Context) -> Re
         Command::Init(args) => run_init(&global, &args),
         Command::Run(args) => run_job(&global, &args, stop, context),
         Command::Produce(config) => run_produce(&global, &config, stop),
+        Command::GroupsList { json } => {
+            let client = Client::new(&global.client)?;
+            let rows = inspect::list(&client, &global.offsets_index)?;
+            if json {
+                println!("{}", to_json(&rows)?);
+            } else {
+                print!("{}", inspect::list_table(&rows));
+            }
+            Ok(())
+        }
+        Command::GroupsDescribe { group, json } => {
+            let client = Client::new(&global.client)?;
+            let rows = inspect::describe(&client, &global.offsets_index, Some(&group))?;
+            if rows.is_empty() {
+                return Err(Error::Config(format!(
+                    "group {group} has no stored offsets in {}",
+                    global.offsets_index
+                )));
+            }
+            if json {
+                println!("{}", to_json(&rows)?);
+            } else {
+                print!("{}", inspect::describe_table(&rows));
+            }
+            Ok(())
+        }
+        Command::GroupsHistory { group, limit, json } => {
+            let client = Client::new(&global.client)?;
+            let store = OffsetStore::new(client, global.offsets_index.clone());
+            let records = store.history(&group, limit)?;
+            if json {
+                println!("{}", to_json(&records)?);
+            } else {
+                print!("{}", inspect::history_table(&records));
+            }
+            Ok(())
+        }
+        Command::OffsetsReset(args) => {
+            let client = Client::new(&global.client)?;
+            let plan = reset::plan_reset(&client, &global.offsets_index, &global.index, &args)?;
+            if args.execute {
+                reset::apply_reset(
+                    &client,
+                    &global.offsets_index,
+                    &plan,
+                    args.force,
+                    &context.run_id,
+                    &context.host,
+                )?;
+            }
+            if args.json {
+                println!("{}", to_json(&plan)?);
+            } else {
+                print!("{}", plan.render(args.execute));
+            }
+            if !args.execute && !plan.leased().is_empty() && !args.force {
+                log::warn!(
+                    "a live run holds some of these shards: --execute will refuse without --force"
+                );
+            }
+            Ok(())
+        }
+        Command::OffsetsDelete {
+            group,
+            execute,
+            force,
+        } => {
+            let client = Client::new(&global.client)?;
+            let docs = reset::plan_delete(&client, &global.offsets_index, &group)?;
+            if execute {
+                reset::apply_delete(
+                    &client,
+                    &global.offsets_index,
+                    &group,
+                    &docs,
+                    force,
+                    &context.run_id,
+                    &context.host,
+                )?;
+            }
+            print!("{}", reset::render_delete(&group, &docs, execute));
+            Ok(())
+        }
+        Command::Health(args) => {
+            let client = Client::new(&global.client)?;
+            match inspect::health(
+                &client,
+                &global.offsets_index,
+                &args.group,
+                args.max_lag,
+                args.max_age,
+            )? {
+                Ok(reason) => {
+                    println!("OK {reason}");
+                    Ok(())
+                }
+                Err(reason) => {
+                    println!("UNHEALTHY {reason}");
+                    Err(Error::Unhealthy(reason))
+                }
+            }
+        }
     }
 }
 
@@ -83,6 +187,9 @@ fn run_job(global: &Global, args: &RunArgs, stop: &StopFlag, context: &Context) 
         slice: args.slice,
         run_id: context.run_id.clone(),
         host: context.host.clone(),
+        lease_ttl: args.lease_ttl,
+        history: args.history,
+        mark_processed: args.mark_processed,
     };
     log::info!(
         "run {} of group {} on index {} via {}",
@@ -140,6 +247,10 @@ fn run_produce(
         ),
     }
     result.map(|_| ())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string_pretty(value).map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// Wraps an error for printing on stderr as the last line.

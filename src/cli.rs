@@ -131,9 +131,65 @@ const RUN: &[Flag] = &[
     flag(
         "exec-timeout",
         Some("DURATION"),
-        "kill --exec and fail the batch after this long [10m]",
+        "kill --exec and fail the batch after this long [4m]",
     ),
     flag("slice", Some("I/N"), "read only shards with shard % N == I"),
+    flag(
+        "slices",
+        Some("N"),
+        "with JOB_COMPLETION_INDEX (Indexed Job): --slice JOB_COMPLETION_INDEX/N",
+    ),
+    flag(
+        "lease-ttl",
+        Some("DURATION"),
+        "a crashed run's shards are free after this [5m]",
+    ),
+    flag(
+        "no-history",
+        None,
+        "do not append commit records to <offsets-index>-history",
+    ),
+    flag(
+        "mark-processed",
+        None,
+        "set processed/processed_by on delivered events (re-indexes them)",
+    ),
+];
+
+const GROUPS: &[Flag] = &[
+    flag("json", None, "machine-readable output"),
+    flag("limit", Some("N"), "history records to show [20]"),
+];
+
+const OFFSETS: &[Flag] = &[
+    flag(
+        "to",
+        Some("WHERE"),
+        "earliest | latest | seq:N (next event N) | time:RFC3339",
+    ),
+    flag("shard", Some("S"), "reset only this shard"),
+    flag(
+        "time-field",
+        Some("FIELD"),
+        "event time field for --to time: [timestamp]",
+    ),
+    flag("execute", None, "apply the plan (the default is a dry run)"),
+    flag("force", None, "apply even while a live lease is held"),
+    flag("json", None, "machine-readable plan"),
+];
+
+const HEALTH: &[Flag] = &[
+    flag("group", Some("NAME"), "the group to check; required"),
+    flag(
+        "max-lag",
+        Some("N"),
+        "unhealthy when the total lag exceeds N events",
+    ),
+    flag(
+        "max-age",
+        Some("DURATION"),
+        "unhealthy when the last commit is older than this",
+    ),
 ];
 
 const PRODUCE: &[Flag] = &[
@@ -217,6 +273,9 @@ pub struct RunArgs {
     pub start_from: StartFrom,
     pub sink: SinkChoice,
     pub slice: Option<Slice>,
+    pub lease_ttl: Duration,
+    pub history: bool,
+    pub mark_processed: bool,
 }
 
 /// `seqtail init`.
@@ -234,6 +293,56 @@ pub enum Command {
     Init(InitArgs),
     Run(RunArgs),
     Produce(crate::produce::ProduceConfig),
+    GroupsList {
+        json: bool,
+    },
+    GroupsDescribe {
+        group: String,
+        json: bool,
+    },
+    GroupsHistory {
+        group: String,
+        limit: usize,
+        json: bool,
+    },
+    OffsetsReset(ResetArgs),
+    OffsetsDelete {
+        group: String,
+        execute: bool,
+        force: bool,
+    },
+    Health(HealthArgs),
+}
+
+/// Where `offsets reset` moves a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetTo {
+    Earliest,
+    Latest,
+    /// The next event delivered is the first with `_seq_no >= N`.
+    SeqNo(i64),
+    /// Per shard, the first event (in `_seq_no` order) whose time field is `>=` this (epoch ms).
+    Time(i64),
+}
+
+/// `seqtail offsets reset`.
+#[derive(Debug, Clone)]
+pub struct ResetArgs {
+    pub group: String,
+    pub to: ResetTo,
+    pub shard: Option<u32>,
+    pub time_field: String,
+    pub execute: bool,
+    pub force: bool,
+    pub json: bool,
+}
+
+/// `seqtail health`.
+#[derive(Debug, Clone)]
+pub struct HealthArgs {
+    pub group: String,
+    pub max_lag: Option<i64>,
+    pub max_age: Option<Duration>,
 }
 
 /// A parsed and validated command line.
@@ -249,6 +358,9 @@ fn command_flags(command: &str) -> Option<&'static [Flag]> {
         "init" => Some(INIT),
         "run" => Some(RUN),
         "produce" => Some(PRODUCE),
+        "groups" => Some(GROUPS),
+        "offsets" => Some(OFFSETS),
+        "health" => Some(HEALTH),
         _ => None,
     }
 }
@@ -384,7 +496,8 @@ pub fn parse(args: &[String], env: &HashMap<String, String>) -> Result<Invocatio
             }
         }
     }
-    if let Some(extra) = positionals.first() {
+    let takes_positionals = matches!(command.as_str(), "groups" | "offsets");
+    if let Some(extra) = positionals.first().filter(|_| !takes_positionals) {
         return Err(Error::Usage(format!(
             "unexpected argument `{extra}` for `seqtail {command}`"
         )));
@@ -395,7 +508,32 @@ pub fn parse(args: &[String], env: &HashMap<String, String>) -> Result<Invocatio
             shards: number(&raw, "shards", 5u32, 1, 1024)?,
             replicas: number(&raw, "replicas", 1u32, 0, 16)?,
         }),
-        "run" => Command::Run(run_args(&raw)?),
+        "run" => Command::Run(run_args(&raw, env)?),
+        "groups" => groups_args(&raw, &positionals)?,
+        "offsets" => offsets_args(&raw, &positionals)?,
+        "health" => {
+            let group = raw
+                .get("group")
+                .cloned()
+                .ok_or_else(|| Error::Usage("`seqtail health` needs --group NAME".into()))?;
+            validate_group(&group)?;
+            if !raw.contains_key("max-lag") && !raw.contains_key("max-age") {
+                return Err(Error::Usage(
+                    "`seqtail health` needs --max-lag N, --max-age DURATION or both".into(),
+                ));
+            }
+            Command::Health(HealthArgs {
+                group,
+                max_lag: match raw.get("max-lag") {
+                    Some(_) => Some(number(&raw, "max-lag", 0i64, 0, i64::MAX)?),
+                    None => None,
+                },
+                max_age: match raw.get("max-age") {
+                    Some(_) => Some(duration(&raw, "max-age", Duration::ZERO)?),
+                    None => None,
+                },
+            })
+        }
         "produce" => Command::Produce(produce_args(&raw, &global)?),
         other => return Err(Error::Internal(format!("command {other} has no parser"))),
     };
@@ -506,7 +644,115 @@ fn secret(
     }
 }
 
-fn run_args(raw: &BTreeMap<&'static str, String>) -> Result<RunArgs> {
+fn subcommand<'a>(
+    positionals: &'a [String],
+    command: &str,
+    subs: &[&str],
+) -> Result<(&'a str, Option<&'a String>)> {
+    let sub = positionals.first().ok_or_else(|| {
+        Error::Usage(format!(
+            "`seqtail {command}` needs a subcommand: {}",
+            subs.join(", ")
+        ))
+    })?;
+    if !subs.contains(&sub.as_str()) {
+        return Err(Error::Usage(format!(
+            "unknown subcommand `{command} {sub}`; use one of: {}",
+            subs.join(", ")
+        )));
+    }
+    if let Some(extra) = positionals.get(2) {
+        return Err(Error::Usage(format!("unexpected argument `{extra}`")));
+    }
+    Ok((sub.as_str(), positionals.get(1)))
+}
+
+fn required_group(group: Option<&String>, usage: &str) -> Result<String> {
+    let group = group.ok_or_else(|| Error::Usage(format!("usage: {usage}")))?;
+    validate_group(group)?;
+    Ok(group.clone())
+}
+
+fn groups_args(raw: &BTreeMap<&'static str, String>, positionals: &[String]) -> Result<Command> {
+    let (sub, group) = subcommand(positionals, "groups", &["list", "describe", "history"])?;
+    let json = boolean(raw, "json")?;
+    Ok(match sub {
+        "list" => Command::GroupsList { json },
+        "describe" => Command::GroupsDescribe {
+            group: required_group(group, "seqtail groups describe GROUP [--json]")?,
+            json,
+        },
+        _ => Command::GroupsHistory {
+            group: required_group(group, "seqtail groups history GROUP [--limit N] [--json]")?,
+            limit: number(raw, "limit", 20usize, 1, 10_000)?,
+            json,
+        },
+    })
+}
+
+fn offsets_args(raw: &BTreeMap<&'static str, String>, positionals: &[String]) -> Result<Command> {
+    let (sub, group) = subcommand(positionals, "offsets", &["reset", "delete"])?;
+    let execute = boolean(raw, "execute")?;
+    let force = boolean(raw, "force")?;
+    if sub == "delete" {
+        return Ok(Command::OffsetsDelete {
+            group: required_group(group, "seqtail offsets delete GROUP [--execute]")?,
+            execute,
+            force,
+        });
+    }
+    let group = required_group(
+        group,
+        "seqtail offsets reset GROUP --to earliest|latest|seq:N|time:RFC3339 [--execute]",
+    )?;
+    let text = raw.get("to").ok_or_else(|| {
+        Error::Usage("`offsets reset` needs --to earliest|latest|seq:N|time:RFC3339".into())
+    })?;
+    let to = match text.as_str() {
+        "earliest" => ResetTo::Earliest,
+        "latest" => ResetTo::Latest,
+        t if t.starts_with("seq:") => {
+            let n: i64 = t[4..]
+                .parse()
+                .map_err(|_| Error::Config(format!("--to {t}: seq: takes a whole number >= 0")))?;
+            if n < 0 {
+                return Err(Error::Config(format!(
+                    "--to {t}: seq: takes a whole number >= 0"
+                )));
+            }
+            ResetTo::SeqNo(n)
+        }
+        t if t.starts_with("time:") => ResetTo::Time(
+            crate::time::parse_rfc3339_millis(&t[5..])
+                .map_err(|e| Error::Config(format!("--to {t}: {e}")))?,
+        ),
+        other => {
+            return Err(Error::Config(format!(
+                "--to `{other}`: use earliest, latest, seq:N or time:RFC3339"
+            )));
+        }
+    };
+    Ok(Command::OffsetsReset(ResetArgs {
+        group,
+        to,
+        shard: match raw.get("shard") {
+            Some(_) => Some(number(raw, "shard", 0u32, 0, 1023)?),
+            None => None,
+        },
+        time_field: raw
+            .get("time-field")
+            .cloned()
+            .unwrap_or_else(|| "timestamp".into()),
+        execute,
+        force,
+        json: boolean(raw, "json")?,
+    }))
+}
+
+fn run_args(
+    raw: &BTreeMap<&'static str, String>,
+    env: &HashMap<String, String>,
+) -> Result<RunArgs> {
     let group = raw.get("group").cloned().ok_or_else(|| {
         Error::Usage("`seqtail run` needs --group NAME (or SEQTAIL_GROUP)".into())
     })?;
@@ -532,7 +778,7 @@ fn run_args(raw: &BTreeMap<&'static str, String>) -> Result<RunArgs> {
             }
             SinkChoice::Exec {
                 command: cmd.clone(),
-                timeout: duration(raw, "exec-timeout", Duration::from_secs(600))?,
+                timeout: duration(raw, "exec-timeout", Duration::from_secs(240))?,
             }
         }
         (Some(_), Some(other)) => {
@@ -548,7 +794,62 @@ fn run_args(raw: &BTreeMap<&'static str, String>) -> Result<RunArgs> {
             )));
         }
     };
-    let slice = raw.get("slice").map(|s| parse_slice(s)).transpose()?;
+    let mut slice = raw.get("slice").map(|s| parse_slice(s)).transpose()?;
+    if let Some(n) = raw.get("slices") {
+        let count: u32 = n.trim().parse().ok().filter(|c| *c > 0).ok_or_else(|| {
+            Error::Config(format!("--slices `{n}` must be a whole number above 0"))
+        })?;
+        if slice.is_none() {
+            let index = env.get("JOB_COMPLETION_INDEX").ok_or_else(|| {
+                Error::Config(
+                    "--slices needs JOB_COMPLETION_INDEX (set by a Kubernetes Indexed Job); \
+                     outside one, use --slice I/N"
+                        .into(),
+                )
+            })?;
+            slice = Some(parse_slice(&format!("{index}/{count}")).map_err(|_| {
+                Error::Config(format!(
+                    "JOB_COMPLETION_INDEX {index} does not fit --slices {count}; set the Job's \
+                     completions to {count}"
+                ))
+            })?);
+        }
+    }
+    // Leases are renewed between batches, so one batch must fit in a lease; the defaults
+    // leave a margin of a minute.
+    let lease_ttl = match raw.get("lease-ttl") {
+        Some(_) => duration(raw, "lease-ttl", Duration::ZERO)?,
+        None => {
+            let mut ttl = Duration::from_secs(300);
+            if let Some(d) = max_duration {
+                ttl = ttl.max(d + Duration::from_secs(60));
+            }
+            if let SinkChoice::Exec { timeout, .. } = &sink {
+                ttl = ttl.max(*timeout + Duration::from_secs(60));
+            }
+            ttl
+        }
+    };
+    if let Some(d) = max_duration {
+        if lease_ttl <= d {
+            return Err(Error::Config(format!(
+                "--lease-ttl {} must be longer than --max-duration {} (with a margin), or a \
+                 slow run could lose its shards to the next one mid-batch",
+                crate::time::human(lease_ttl),
+                crate::time::human(d)
+            )));
+        }
+    }
+    if let SinkChoice::Exec { timeout, .. } = &sink {
+        if lease_ttl <= *timeout {
+            return Err(Error::Config(format!(
+                "--lease-ttl {} must be longer than --exec-timeout {}, or a slow batch could \
+                 lose its shard to another run",
+                crate::time::human(lease_ttl),
+                crate::time::human(*timeout)
+            )));
+        }
+    }
     Ok(RunArgs {
         group,
         batch_size: number(raw, "batch-size", 500usize, 1, 10_000)?,
@@ -564,6 +865,9 @@ fn run_args(raw: &BTreeMap<&'static str, String>) -> Result<RunArgs> {
         start_from,
         sink,
         slice,
+        lease_ttl,
+        history: !boolean(raw, "no-history")?,
+        mark_processed: boolean(raw, "mark-processed")?,
     })
 }
 
@@ -907,6 +1211,74 @@ mod tests {
         assert_eq!(pw.expose(), "s3cret");
         assert!(!format!("{inv:?}").contains("s3cret"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn indexed_job_slices() {
+        let inv = parse_env("run --group g --slices 3", &[("JOB_COMPLETION_INDEX", "2")]).unwrap();
+        let Command::Run(run) = inv.command else {
+            panic!()
+        };
+        assert_eq!(run.slice, Some(Slice { index: 2, count: 3 }));
+        assert_eq!(
+            parse_env("run --group g --slices 3", &[])
+                .unwrap_err()
+                .exit_code(),
+            78
+        );
+        let e =
+            parse_env("run --group g --slices 3", &[("JOB_COMPLETION_INDEX", "3")]).unwrap_err();
+        assert_eq!(e.exit_code(), 78);
+    }
+
+    #[test]
+    fn lease_must_outlive_the_run() {
+        let e = parse_env("run --group g --max-duration 10m --lease-ttl 5m", &[]).unwrap_err();
+        assert_eq!(e.exit_code(), 78, "{e}");
+        let inv = parse_env("run --group g --max-duration 10m", &[]).unwrap();
+        let Command::Run(run) = inv.command else {
+            panic!()
+        };
+        assert_eq!(run.lease_ttl, Duration::from_secs(660));
+    }
+
+    #[test]
+    fn reset_targets() {
+        let inv = parse_env("offsets reset g --to seq:42 --shard 1", &[]).unwrap();
+        let Command::OffsetsReset(r) = inv.command else {
+            panic!()
+        };
+        assert_eq!(r.to, ResetTo::SeqNo(42));
+        assert_eq!(r.shard, Some(1));
+        assert!(!r.execute);
+        let inv = parse_env(
+            "offsets reset g --to time:1970-01-01T00:00:01Z --execute",
+            &[],
+        )
+        .unwrap();
+        let Command::OffsetsReset(r) = inv.command else {
+            panic!()
+        };
+        assert_eq!(r.to, ResetTo::Time(1000));
+        assert!(r.execute);
+        assert_eq!(
+            parse_env("offsets reset g --to yesterday", &[])
+                .unwrap_err()
+                .exit_code(),
+            78
+        );
+        assert_eq!(
+            parse_env("offsets reset g", &[]).unwrap_err().exit_code(),
+            64
+        );
+        assert_eq!(
+            parse_env("offsets frob g", &[]).unwrap_err().exit_code(),
+            64
+        );
+        assert_eq!(
+            parse_env("groups describe", &[]).unwrap_err().exit_code(),
+            64
+        );
     }
 
     #[test]

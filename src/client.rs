@@ -93,6 +93,8 @@ pub enum WriteCondition {
     Create,
     /// Fail with 409 unless the document is still at this version.
     Version(DocVersion),
+    /// Write whatever is there.
+    Overwrite,
 }
 
 /// Identity of a concrete index.
@@ -123,6 +125,22 @@ pub struct Hit {
     pub primary_term: i64,
     #[serde(rename = "_source")]
     pub source: Option<Box<RawValue>>,
+    /// Custom routing the event was written with, if any.
+    #[serde(rename = "_routing", default)]
+    pub routing: Option<String>,
+}
+
+/// One page request of a shard: events with `after < _seq_no <= up_to`, in `_seq_no` order.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardPage<'a> {
+    pub shard: u32,
+    pub after: i64,
+    pub up_to: i64,
+    pub size: usize,
+    /// Add the `_primary` preference so a lagging replica can never answer.
+    pub primary: bool,
+    /// Skip events whose `processed_by` already names this group.
+    pub exclude_marked_by: Option<&'a str>,
 }
 
 /// The outcome of `_bulk`: per-item failures named, not dropped.
@@ -447,15 +465,15 @@ impl Client {
     /// One page of a shard in `_seq_no` order: events with `after < _seq_no <= up_to`.
     ///
     /// `primary` adds the `_primary` preference so a lagging replica can never answer.
-    pub fn search_shard(
-        &self,
-        index: &str,
-        shard: u32,
-        after: i64,
-        up_to: i64,
-        size: usize,
-        primary: bool,
-    ) -> Result<Vec<Hit>> {
+    pub fn search_shard(&self, index: &str, page: &ShardPage<'_>) -> Result<Vec<Hit>> {
+        let ShardPage {
+            shard,
+            after,
+            up_to,
+            size,
+            primary,
+            exclude_marked_by,
+        } = *page;
         let preference = if primary {
             format!("_shards:{shard}%7C_primary")
         } else {
@@ -463,15 +481,27 @@ impl Client {
         };
         let path = format!(
             "/{}/_search?preference={preference}&filter_path=timed_out,_shards,hits.hits._id,\
-             hits.hits._seq_no,hits.hits._primary_term,hits.hits._source",
+             hits.hits._seq_no,hits.hits._primary_term,hits.hits._source,hits.hits._routing",
             enc(index)
         );
+        let range = serde_json::json!({"range": {"_seq_no": {"gt": after, "lte": up_to}}});
+        let query = match exclude_marked_by {
+            None => range,
+            // Works whether processed_by is a keyword or a dynamically mapped text field.
+            Some(group) => serde_json::json!({"bool": {
+                "filter": [range],
+                "must_not": [
+                    {"term": {"processed_by": group}},
+                    {"term": {"processed_by.keyword": group}}
+                ]
+            }}),
+        };
         let body = serde_json::json!({
             "size": size,
             "sort": [{"_seq_no": "asc"}],
             "seq_no_primary_term": true,
             "track_total_hits": false,
-            "query": {"range": {"_seq_no": {"gt": after, "lte": up_to}}}
+            "query": query
         });
         let what = format!("read shard {shard} of index {index}");
         let reply = self.send(
@@ -585,6 +615,7 @@ impl Client {
                 v.seq_no,
                 v.primary_term
             ),
+            WriteCondition::Overwrite => format!("/{}/_doc/{}", enc(index), enc(id)),
         };
         let what = format!("write document {id} of index {index}");
         let reply = self.send(Method::PUT, &path, Some(body), &what)?;
@@ -619,6 +650,17 @@ impl Client {
         self.call(
             Method::POST,
             &format!("/{}/_search", enc(index)),
+            Some(body.to_string().as_bytes()),
+            &what,
+        )
+    }
+
+    /// `POST /<index>/_search` restricted to one shard (read from its primary).
+    pub fn search_shard_query(&self, index: &str, shard: u32, body: &Value) -> Result<Value> {
+        let what = format!("search shard {shard} of index {index}");
+        self.call(
+            Method::POST,
+            &format!("/{}/_search?preference=_shards:{shard}", enc(index)),
             Some(body.to_string().as_bytes()),
             &what,
         )

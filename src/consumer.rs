@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::client::{Client, DocVersion, IndexInfo, ShardStat};
+use crate::client::{Client, DocVersion, IndexInfo, ShardPage, ShardStat};
 use crate::error::{Error, Result};
 use crate::offsets::{OffsetDoc, OffsetStore, doc_id};
 use crate::sink::{Batch, Sink};
@@ -43,9 +43,16 @@ pub struct ConsumerConfig {
     pub batch_size: usize,
     pub start_from: StartFrom,
     pub slice: Option<Slice>,
-    /// Identifies this run in audit fields.
+    /// Identifies this run in audit fields and leases.
     pub run_id: String,
     pub host: String,
+    /// How long a shard stays owned by this run without a commit or renewal.
+    pub lease_ttl: Duration,
+    /// Append a record per commit to `<offsets_index>-history`.
+    pub history: bool,
+    /// Mark delivered events `processed: true` / `processed_by: [group]`, and skip events
+    /// this group already marked.
+    pub mark_processed: bool,
 }
 
 impl ConsumerConfig {
@@ -59,7 +66,15 @@ impl ConsumerConfig {
             slice: None,
             run_id: crate::random::run_id(),
             host: "unknown".into(),
+            lease_ttl: Duration::from_secs(300),
+            history: true,
+            mark_processed: false,
         }
+    }
+
+    /// The `owner` value this run writes into the offset documents it holds.
+    pub fn owner(&self) -> String {
+        format!("{}@{}", self.run_id, self.host)
     }
 }
 
@@ -69,6 +84,8 @@ struct ShardState {
     doc: OffsetDoc,
     /// The snapshot checkpoint `G[s]`: nothing beyond it is read until the next snapshot.
     target: i64,
+    /// When this run's lease on the shard runs out (epoch ms).
+    lease_deadline: i64,
 }
 
 impl ShardState {
@@ -91,6 +108,24 @@ impl ShardReport {
     }
 }
 
+/// A shard this run did not take because another live run holds its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedShard {
+    pub shard: u32,
+    pub owner: String,
+    pub lease_until: String,
+}
+
+/// True when `doc` carries a lease of another owner that has not expired at `now_ms`.
+pub fn leased_by_other(doc: &OffsetDoc, me: &str, now_ms: i64) -> bool {
+    match (&doc.owner, &doc.lease_until) {
+        (Some(owner), Some(until)) if owner != me => crate::time::parse_rfc3339_millis(until)
+            .map(|t| t > now_ms)
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
 /// A consumer of one group on one index, owning some of its shards.
 pub struct Consumer {
     client: Client,
@@ -98,15 +133,21 @@ pub struct Consumer {
     config: ConsumerConfig,
     source: IndexInfo,
     shards: Vec<ShardState>,
+    skipped: Vec<SkippedShard>,
     use_primary: bool,
     next: usize,
+    owner: String,
 }
 
 impl Consumer {
-    /// Connects, checks identities, loads or creates the offsets, and takes the first snapshot.
+    /// Connects, checks identities, takes the leases of the shards it can own, loads or creates
+    /// their offsets, and takes the first snapshot.
     pub fn open(client: Client, config: ConsumerConfig) -> Result<Consumer> {
         let store = OffsetStore::new(client.clone(), config.offsets_index.clone());
         store.ensure_index()?;
+        if config.history {
+            store.ensure_history_index()?;
+        }
         let version = client.version()?;
         let use_primary = supports_primary_preference(&version);
         if !use_primary {
@@ -117,13 +158,16 @@ impl Consumer {
         }
         let source = client.index_info(&config.index)?;
         let stats = primaries(&client, &source)?;
-        let owned: Vec<u32> = (0..source.shards)
+        let candidates: Vec<u32> = (0..source.shards)
             .filter(|s| config.slice.is_none_or(|sl| sl.contains(*s)))
             .collect();
-        if owned.is_empty() {
+        if candidates.is_empty() {
             return Err(Error::Config(format!(
-                "slice {:?} owns none of the {} shards of index {}",
-                config.slice, source.shards, source.name
+                "slice {}/{} owns none of the {} shards of index {}",
+                config.slice.map(|s| s.index).unwrap_or(0),
+                config.slice.map(|s| s.count).unwrap_or(1),
+                source.shards,
+                source.name
             )));
         }
 
@@ -134,7 +178,7 @@ impl Consumer {
             check_identity(&config, &source, &stats, doc)?;
         }
 
-        let ids: Vec<String> = owned
+        let ids: Vec<String> = candidates
             .iter()
             .map(|s| doc_id(&config.group, &source.uuid, *s))
             .collect();
@@ -144,59 +188,67 @@ impl Consumer {
             loaded.insert(doc.shard, (version, doc));
         }
 
-        let mut shards = Vec::with_capacity(owned.len());
-        for shard in owned {
+        let owner = config.owner();
+        let mut shards = Vec::with_capacity(candidates.len());
+        let mut skipped = Vec::new();
+        for shard in candidates {
             let stat = &stats[shard as usize];
-            let (version, doc) = match loaded.remove(&shard) {
-                Some(found) => found,
-                None => {
-                    let start = match config.start_from {
-                        StartFrom::Earliest => -1,
-                        StartFrom::Latest => stat.global_checkpoint,
-                    };
-                    let doc = OffsetDoc {
-                        group: config.group.clone(),
-                        index: config.index.clone(),
-                        index_uuid: source.uuid.clone(),
-                        shard,
-                        history_uuid: stat.history_uuid.clone(),
-                        seq_no: start,
-                        primary_term: 0,
-                        checkpoint: stat.global_checkpoint,
-                        committed_at: time::now_rfc3339(),
-                        run_id: config.run_id.clone(),
-                        host: config.host.clone(),
-                        owner: None,
-                        lease_until: None,
-                        events_total: 0,
-                    };
-                    match store.create(&doc)? {
-                        Some(version) => {
-                            log::info!(
-                                "group {} starts shard {shard} of {} at {start} ({:?})",
-                                config.group,
-                                source.name,
-                                config.start_from
-                            );
-                            (version, doc)
-                        }
-                        // Another run created it a moment ago: use what it wrote.
-                        None => store.get(&doc_id(&config.group, &source.uuid, shard))?.ok_or_else(
-                            || Error::Conflict(format!(
-                                "offset of group {} shard {shard} was created and removed while \
-                                 this run started; try again",
-                                config.group
-                            )),
-                        )?,
-                    }
+            let fresh = || {
+                let start = match config.start_from {
+                    StartFrom::Earliest => -1,
+                    StartFrom::Latest => stat.global_checkpoint,
+                };
+                OffsetDoc {
+                    group: config.group.clone(),
+                    index: config.index.clone(),
+                    index_uuid: source.uuid.clone(),
+                    shard,
+                    history_uuid: stat.history_uuid.clone(),
+                    seq_no: start,
+                    primary_term: 0,
+                    checkpoint: stat.global_checkpoint,
+                    committed_at: time::now_rfc3339(),
+                    run_id: config.run_id.clone(),
+                    host: config.host.clone(),
+                    owner: None,
+                    lease_until: None,
+                    events_total: 0,
                 }
             };
-            shards.push(ShardState {
-                shard,
-                version,
-                target: doc.seq_no,
-                doc,
-            });
+            match acquire(&store, &config, &owner, loaded.remove(&shard), fresh)? {
+                Acquired::Owned(version, doc, deadline) => shards.push(ShardState {
+                    shard,
+                    version,
+                    target: doc.seq_no,
+                    doc,
+                    lease_deadline: deadline,
+                }),
+                Acquired::Skipped(doc) => {
+                    log::warn!(
+                        "shard {shard} of group {} is leased by {} until {}: skipped",
+                        config.group,
+                        doc.owner.as_deref().unwrap_or("?"),
+                        doc.lease_until.as_deref().unwrap_or("?")
+                    );
+                    skipped.push(SkippedShard {
+                        shard,
+                        owner: doc.owner.unwrap_or_default(),
+                        lease_until: doc.lease_until.unwrap_or_default(),
+                    })
+                }
+            }
+        }
+        if shards.is_empty() {
+            let held: Vec<String> = skipped
+                .iter()
+                .map(|s| format!("shard {} by {} until {}", s.shard, s.owner, s.lease_until))
+                .collect();
+            return Err(Error::Conflict(format!(
+                "every shard this run could read is leased by another live run of group {} ({}); \
+                 try later, or wait for the leases to expire if that run crashed",
+                config.group,
+                held.join(", ")
+            )));
         }
         let mut consumer = Consumer {
             client,
@@ -204,8 +256,10 @@ impl Consumer {
             config,
             source,
             shards,
+            skipped,
             use_primary,
             next: 0,
+            owner,
         };
         consumer.snapshot()?;
         Ok(consumer)
@@ -218,6 +272,11 @@ impl Consumer {
 
     pub fn config(&self) -> &ConsumerConfig {
         &self.config
+    }
+
+    /// Shards this run left alone because another live run holds them.
+    pub fn skipped(&self) -> &[SkippedShard] {
+        &self.skipped
     }
 
     /// Takes a new snapshot: the checkpoint of every primary, then a refresh. Returns true when
@@ -252,6 +311,7 @@ impl Consumer {
     /// (gaps left by updates and deletes) are committed to the checkpoint on the way, so they
     /// are never scanned again. `Ok(None)`: every owned shard has reached the snapshot.
     pub fn poll(&mut self) -> Result<Option<Batch>> {
+        self.renew_leases()?;
         let count = self.shards.len();
         for step in 0..count {
             let i = (self.next + step) % count;
@@ -263,13 +323,20 @@ impl Consumer {
                 continue;
             }
             let size = self.config.batch_size;
+            let exclude = self
+                .config
+                .mark_processed
+                .then_some(self.config.group.as_str());
             let hits = self.client.search_shard(
                 &self.source.name,
-                shard,
-                after,
-                up_to,
-                size,
-                self.use_primary,
+                &ShardPage {
+                    shard,
+                    after,
+                    up_to,
+                    size,
+                    primary: self.use_primary,
+                    exclude_marked_by: exclude,
+                },
             )?;
             if hits.is_empty() {
                 self.commit_position(i, up_to, None, 0)?;
@@ -293,6 +360,59 @@ impl Consumer {
         Ok(None)
     }
 
+    /// Marks the events of a delivered batch as processed by this group (`--mark-processed`).
+    /// Each mark re-indexes the event with `if_seq_no`, so a version the producer replaced
+    /// meanwhile is left alone (it comes back as a new event anyway). Returns events marked.
+    pub fn mark_processed(&self, batch: &Batch) -> Result<u64> {
+        let mut body = String::new();
+        for e in &batch.events {
+            let Some(raw) = &e.source else { continue };
+            let mut source: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(raw.get()).map_err(|err| {
+                    Error::Internal(format!("event {} has a non-object _source: {err}", e.id))
+                })?;
+            let mut by: Vec<serde_json::Value> = match source.remove("processed_by") {
+                Some(serde_json::Value::Array(a)) => a,
+                Some(serde_json::Value::String(s)) => vec![s.into()],
+                _ => Vec::new(),
+            };
+            if !by.iter().any(|g| g.as_str() == Some(&self.config.group)) {
+                by.push(self.config.group.clone().into());
+            }
+            source.insert("processed".into(), true.into());
+            source.insert("processed_by".into(), by.into());
+            let mut meta = serde_json::json!({
+                "_id": e.id, "if_seq_no": e.seq_no, "if_primary_term": e.primary_term
+            });
+            if let Some(r) = &e.routing {
+                meta["routing"] = r.clone().into();
+            }
+            body.push_str(&serde_json::json!({ "index": meta }).to_string());
+            body.push('\n');
+            body.push_str(&serde_json::Value::Object(source).to_string());
+            body.push('\n');
+        }
+        let outcome = self
+            .client
+            .bulk(&self.source.name, body.as_bytes(), false)?;
+        let conflicts = outcome.failed.iter().filter(|f| f.status == 409).count();
+        if let Some(f) = outcome.failed.iter().find(|f| f.status != 409) {
+            return Err(Error::Unavailable {
+                what: format!("mark events of shard {} as processed", batch.shard),
+                detail: format!(
+                    "event {} was not marked: HTTP {} {}",
+                    f.id.as_deref().unwrap_or("?"),
+                    f.status,
+                    f.reason
+                ),
+            });
+        }
+        if conflicts > 0 {
+            log::info!("{conflicts} events changed since they were read and were not marked");
+        }
+        Ok(outcome.written as u64)
+    }
+
     /// Commits a delivered batch. Call only after the sink accepted it.
     pub fn commit(&mut self, batch: &Batch) -> Result<()> {
         let i = self
@@ -311,17 +431,61 @@ impl Consumer {
         term: Option<i64>,
         events: u64,
     ) -> Result<()> {
-        let state = &self.shards[i];
-        let mut doc = state.doc.clone();
+        let from = self.shards[i].position();
+        let mut doc = self.shards[i].doc.clone();
         doc.seq_no = seq_no;
         if let Some(term) = term {
             doc.primary_term = term;
         }
-        doc.checkpoint = state.target;
-        doc.committed_at = time::now_rfc3339();
+        doc.checkpoint = self.shards[i].target;
+        doc.events_total += events;
+        self.write_own(i, doc, true)?;
+        log::debug!(
+            "committed group {} shard {} at {} ({} events)",
+            self.config.group,
+            self.shards[i].shard,
+            seq_no,
+            events
+        );
+        if self.config.history {
+            let state = &self.shards[i];
+            let record = HistoryRecord {
+                kind: "commit".into(),
+                group: state.doc.group.clone(),
+                index: state.doc.index.clone(),
+                index_uuid: state.doc.index_uuid.clone(),
+                shard: state.shard,
+                from_seq_no: from,
+                to_seq_no: seq_no,
+                events,
+                run_id: self.config.run_id.clone(),
+                host: self.config.host.clone(),
+                time: state.doc.committed_at.clone(),
+            };
+            // The offset is already committed; a lost history record must not undo it.
+            if let Err(e) = self.store.append_history(&record) {
+                log::error!("history record for shard {} not written: {e}", state.shard);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes this run's view of shard `i` with a fresh lease (or none, when releasing),
+    /// conditional on the version this run last saw.
+    fn write_own(&mut self, i: usize, mut doc: OffsetDoc, keep_lease: bool) -> Result<()> {
+        let now = time::now_millis();
+        let deadline = now + self.config.lease_ttl.as_millis() as i64;
+        doc.committed_at = time::rfc3339_millis(now);
         doc.run_id = self.config.run_id.clone();
         doc.host = self.config.host.clone();
-        doc.events_total += events;
+        if keep_lease {
+            doc.owner = Some(self.owner.clone());
+            doc.lease_until = Some(time::rfc3339_millis(deadline));
+        } else {
+            doc.owner = None;
+            doc.lease_until = None;
+        }
+        let state = &self.shards[i];
         let version = match self.store.replace(&doc, state.version)? {
             Some(v) => v,
             None => {
@@ -335,9 +499,14 @@ impl Consumer {
                     Some((_, stored)) => {
                         return Err(Error::Conflict(format!(
                             "group {} shard {}: the offset changed under this run (now seq_no {} \
-                             by run {} on {}); another run owns the shard, so this run stops \
-                             without committing further",
-                            doc.group, doc.shard, stored.seq_no, stored.run_id, stored.host
+                             by run {} on {}, owner {}); another run owns the shard, so this run \
+                             stops without committing further",
+                            doc.group,
+                            doc.shard,
+                            stored.seq_no,
+                            stored.run_id,
+                            stored.host,
+                            stored.owner.as_deref().unwrap_or("none")
                         )));
                     }
                     None => {
@@ -350,16 +519,33 @@ impl Consumer {
                 }
             }
         };
-        log::debug!(
-            "committed group {} shard {} at {} ({} events)",
-            doc.group,
-            doc.shard,
-            seq_no,
-            events
-        );
         let state = &mut self.shards[i];
         state.version = version;
         state.doc = doc;
+        state.lease_deadline = if keep_lease { deadline } else { 0 };
+        Ok(())
+    }
+
+    /// Renews leases that are past half their time, so a slow batch does not lose them.
+    fn renew_leases(&mut self) -> Result<()> {
+        let half = self.config.lease_ttl.as_millis() as i64 / 2;
+        let now = time::now_millis();
+        for i in 0..self.shards.len() {
+            if self.shards[i].lease_deadline - now < half {
+                let doc = self.shards[i].doc.clone();
+                self.write_own(i, doc, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives up the leases of every owned shard (a clean exit). The position is rewritten
+    /// unchanged, so `committed_at` records when a run last confirmed it.
+    pub fn release(&mut self) -> Result<()> {
+        for i in 0..self.shards.len() {
+            let doc = self.shards[i].doc.clone();
+            self.write_own(i, doc, false)?;
+        }
         Ok(())
     }
 
@@ -374,6 +560,82 @@ impl Consumer {
             })
             .collect()
     }
+}
+
+enum Acquired {
+    Owned(DocVersion, OffsetDoc, i64),
+    Skipped(OffsetDoc),
+}
+
+/// Takes the lease of one shard, creating its offset document if needed. Both the create and
+/// the update are conditional, so of two runs racing for a shard exactly one gets it.
+fn acquire(
+    store: &OffsetStore,
+    config: &ConsumerConfig,
+    owner: &str,
+    mut current: Option<(DocVersion, OffsetDoc)>,
+    fresh: impl Fn() -> OffsetDoc,
+) -> Result<Acquired> {
+    for _ in 0..3 {
+        let now = time::now_millis();
+        let deadline = now + config.lease_ttl.as_millis() as i64;
+        let (version, mut doc) = match current.take() {
+            Some((version, doc)) => {
+                if leased_by_other(&doc, owner, now) {
+                    return Ok(Acquired::Skipped(doc));
+                }
+                (Some(version), doc)
+            }
+            None => (None, fresh()),
+        };
+        doc.owner = Some(owner.to_string());
+        doc.lease_until = Some(time::rfc3339_millis(deadline));
+        doc.run_id = config.run_id.clone();
+        doc.host = config.host.clone();
+        let written = match version {
+            Some(v) => store.replace(&doc, v)?,
+            None => {
+                let created = store.create(&doc)?;
+                if created.is_some() {
+                    log::info!(
+                        "group {} starts shard {} of {} after seq_no {} ({:?})",
+                        config.group,
+                        doc.shard,
+                        config.index,
+                        doc.seq_no,
+                        config.start_from
+                    );
+                }
+                created
+            }
+        };
+        if let Some(v) = written {
+            return Ok(Acquired::Owned(v, doc, deadline));
+        }
+        // Lost a race: look at what the other run wrote and decide again.
+        current = store.get(&doc_id(&doc.group, &doc.index_uuid, doc.shard))?;
+    }
+    Err(Error::Conflict(format!(
+        "group {}: could not take a shard lease after 3 attempts; other runs keep changing it",
+        config.group
+    )))
+}
+
+/// One line of the audit trail in `<offsets-index>-history`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryRecord {
+    /// `commit`, `reset` or `delete`.
+    pub kind: String,
+    pub group: String,
+    pub index: String,
+    pub index_uuid: String,
+    pub shard: u32,
+    pub from_seq_no: i64,
+    pub to_seq_no: i64,
+    pub events: u64,
+    pub run_id: String,
+    pub host: String,
+    pub time: String,
 }
 
 fn primaries(client: &Client, source: &IndexInfo) -> Result<Vec<ShardStat>> {
@@ -537,6 +799,8 @@ pub struct RunReport {
     pub duration: Duration,
     pub reason: StopReason,
     pub shards: Vec<ShardReport>,
+    /// Shards left to other live runs.
+    pub skipped: Vec<u32>,
     pub error: Option<Error>,
 }
 
@@ -606,6 +870,9 @@ pub fn run(
             match consumer.poll()? {
                 Some(batch) => {
                     sink.deliver(&batch)?;
+                    if consumer.config.mark_processed {
+                        consumer.mark_processed(&batch)?;
+                    }
                     consumer.commit(&batch)?;
                     batches += 1;
                     events += batch.events.len() as u64;
@@ -624,6 +891,12 @@ pub fn run(
         Ok(reason) => (reason, None),
         Err(e) => (StopReason::Failed, Some(e)),
     };
+    // Leases are released on every exit but a lost ownership (then they are not ours).
+    if !matches!(error, Some(Error::Conflict(_))) {
+        if let Err(e) = consumer.release() {
+            log::warn!("leases not released ({e}); they expire by themselves");
+        }
+    }
     RunReport {
         group: consumer.config.group.clone(),
         index: consumer.config.index.clone(),
@@ -633,6 +906,7 @@ pub fn run(
         duration: started.elapsed(),
         reason,
         shards: consumer.report(),
+        skipped: consumer.skipped.iter().map(|s| s.shard).collect(),
         error,
     }
 }

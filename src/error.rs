@@ -29,6 +29,8 @@ pub enum Error {
     Sink(String),
     /// `produce` could not write some input: a malformed line or rejected documents (exit 1).
     Input(String),
+    /// `health` found the group outside its limits (exit 1).
+    Unhealthy(String),
     /// A bug or an impossible answer (exit 70).
     Internal(String),
 }
@@ -45,6 +47,7 @@ impl Error {
             Error::Conflict(_) => 75,
             Error::Sink(_) => 1,
             Error::Input(_) => 1,
+            Error::Unhealthy(_) => 1,
             Error::Internal(_) => 70,
         }
     }
@@ -88,6 +91,7 @@ impl fmt::Display for Error {
             Error::Offsets(m) => write!(f, "stored offsets unusable: {m}"),
             Error::Conflict(m) => write!(f, "ownership conflict: {m}"),
             Error::Sink(m) => write!(f, "sink failed: {m}; the batch was not committed"),
+            Error::Unhealthy(m) => write!(f, "unhealthy: {m}"),
             Error::Input(m) => write!(f, "not all input was written: {m}"),
             Error::Internal(m) => write!(f, "internal error: {m}"),
         }

@@ -26,22 +26,24 @@ mod client;
 mod consumer;
 mod error;
 mod init;
+pub mod inspect;
 pub mod logging;
 mod offsets;
 mod produce;
 mod random;
+pub mod reset;
 mod secret;
 mod sink;
 mod time;
 
 pub use app::{Context, describe_failure, execute};
 pub use client::{
-    BulkFailure, BulkOutcome, Client, ClientConfig, DocVersion, Hit, IndexInfo, Reply, ShardStat,
-    WriteCondition,
+    BulkFailure, BulkOutcome, Client, ClientConfig, DocVersion, Hit, IndexInfo, Reply, ShardPage,
+    ShardStat, WriteCondition,
 };
 pub use consumer::{
-    Consumer, ConsumerConfig, RunLimits, RunReport, ShardReport, Slice, StartFrom, StopFlag,
-    StopReason, run,
+    Consumer, ConsumerConfig, HistoryRecord, RunLimits, RunReport, ShardReport, SkippedShard,
+    Slice, StartFrom, StopFlag, StopReason, leased_by_other, run,
 };
 pub use error::{Error, Result};
 pub use init::{InitConfig, InitReport, events_index_body, init};

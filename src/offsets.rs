@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::client::{Client, DocVersion, WriteCondition};
+use crate::consumer::HistoryRecord;
 use crate::error::{Error, Result};
 
 /// The stored position of one group on one shard (DESIGN.md §4).
@@ -66,6 +67,31 @@ pub fn offsets_index_body() -> Value {
     })
 }
 
+/// Settings and strict mapping of the history index.
+pub fn history_index_body() -> Value {
+    json!({
+        "settings": {
+            "index": { "number_of_shards": 1, "auto_expand_replicas": "0-1" }
+        },
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "kind": { "type": "keyword" },
+                "group": { "type": "keyword" },
+                "index": { "type": "keyword" },
+                "index_uuid": { "type": "keyword" },
+                "shard": { "type": "integer" },
+                "from_seq_no": { "type": "long" },
+                "to_seq_no": { "type": "long" },
+                "events": { "type": "long" },
+                "run_id": { "type": "keyword" },
+                "host": { "type": "keyword" },
+                "time": { "type": "date" }
+            }
+        }
+    })
+}
+
 /// Reads and writes offset documents.
 #[derive(Clone)]
 pub struct OffsetStore {
@@ -97,6 +123,61 @@ impl OffsetStore {
             log::info!("created offsets index {}", self.index);
         }
         Ok(created)
+    }
+
+    /// The audit-trail index beside the offsets index.
+    pub fn history_index(&self) -> String {
+        format!("{}-history", self.index)
+    }
+
+    /// Creates the history index if it is missing.
+    pub fn ensure_history_index(&self) -> Result<bool> {
+        let name = self.history_index();
+        if self.client.index_exists(&name)? {
+            return Ok(false);
+        }
+        self.client.create_index(&name, &history_index_body())
+    }
+
+    /// Appends one history record. The id makes a retried write idempotent.
+    pub fn append_history(&self, record: &HistoryRecord) -> Result<()> {
+        let id = format!(
+            "{}:{}:{}:{}:{}:{}",
+            record.group,
+            record.index_uuid,
+            record.shard,
+            record.kind,
+            record.to_seq_no,
+            record.run_id
+        );
+        let body = serde_json::to_vec(record).map_err(|e| Error::Internal(e.to_string()))?;
+        self.client
+            .put_doc(&self.history_index(), &id, &body, WriteCondition::Overwrite)?;
+        Ok(())
+    }
+
+    /// The newest `limit` history records of a group.
+    pub fn history(&self, group: &str, limit: usize) -> Result<Vec<HistoryRecord>> {
+        let name = self.history_index();
+        if !self.client.index_exists(&name)? {
+            return Ok(Vec::new());
+        }
+        self.client.refresh(&name)?;
+        let answer = self.client.search(
+            &name,
+            &json!({
+                "size": limit,
+                "query": { "term": { "group": group } },
+                "sort": [ { "time": "desc" }, { "shard": "asc" }, { "to_seq_no": "desc" } ]
+            }),
+        )?;
+        let mut out = Vec::new();
+        for hit in answer["hits"]["hits"].as_array().into_iter().flatten() {
+            let record: HistoryRecord = serde_json::from_value(hit["_source"].clone())
+                .map_err(|e| Error::Internal(format!("history record {}: {e}", hit["_id"])))?;
+            out.push(record);
+        }
+        Ok(out)
     }
 
     /// Every offset document of `group` that names `index` or `index_uuid`, whatever its uuid:

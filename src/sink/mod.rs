@@ -89,6 +89,7 @@ mod tests {
                 seq_no: 7,
                 primary_term: 2,
                 source: Some(RawValue::from_string(raw.into()).unwrap()),
+                routing: None,
             }],
             commit_to: 7,
         };

@@ -87,10 +87,9 @@ fn sigkill_between_sink_and_commit_redelivers_at_most_the_batch_in_flight() {
     let exec = format!(
         "cat >> {out}; echo x >> {count}; if [ $(wc -l < {count}) -eq 4 ]; then kill -9 $PPID; fi"
     );
-    let killed = index.run(
-        "g",
-        &["--batch-size", "40", "--max-batches", "0", "--exec", &exec],
-    );
+    let lease = ["--lease-ttl", "3s", "--exec-timeout", "2s"];
+    let first = ["--batch-size", "40", "--max-batches", "0", "--exec", &exec];
+    let killed = index.run("g", &[&first[..], &lease].concat());
     assert_eq!(
         killed.code, None,
         "seqtail should have died of SIGKILL:\n{}",
@@ -99,13 +98,21 @@ fn sigkill_between_sink_and_commit_redelivers_at_most_the_batch_in_flight() {
     let before = parse_events(&std::fs::read_to_string(&out).unwrap()).len();
     assert_eq!(before, 160, "4 batches of 40 delivered before the kill");
 
+    // The dead run still holds its shards: the next run finds nothing it may read.
     let exec = format!("cat >> {out}");
-    index
-        .run(
-            "g",
-            &["--batch-size", "40", "--max-batches", "0", "--exec", &exec],
-        )
-        .ok();
+    let next = ["--batch-size", "40", "--max-batches", "0", "--exec", &exec];
+    let args = [&next[..], &lease].concat();
+    let blocked = index.run("g", &args);
+    assert_eq!(blocked.code, Some(75), "{}", blocked.stderr);
+    assert!(
+        blocked.stderr.contains("leased by another live run"),
+        "{}",
+        blocked.stderr
+    );
+    assert!(parse_events(&std::fs::read_to_string(&out).unwrap()).len() == 160);
+    // Once the lease has expired, the next run takes over.
+    std::thread::sleep(Duration::from_millis(3100));
+    index.run("g", &args).ok();
     let delivered: Vec<String> = parse_events(&std::fs::read_to_string(&out).unwrap())
         .into_iter()
         .map(|e| e.id)

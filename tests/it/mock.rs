@@ -127,6 +127,10 @@ fn a_run_against_a_failing_server_reports_type_and_reason() {
         .with_status(200)
         .create();
     server
+        .mock("HEAD", "/consumer-offsets-history")
+        .with_status(200)
+        .create();
+    server
         .mock("GET", "/")
         .with_status(200)
         .with_body(ROOT)
