@@ -52,4 +52,4 @@ pub use produce::{OnBadLine, ProduceConfig, ProduceReport, Source, produce};
 pub use random::run_id;
 pub use secret::Secret;
 pub use sink::{Batch, ExecSink, NullSink, Sink, StdoutSink};
-pub use time::{now_rfc3339, parse_duration};
+pub use time::{now_rfc3339, parse_duration, parse_rfc3339_millis, rfc3339_millis};

@@ -4,6 +4,7 @@
 mod baseline;
 mod cli;
 mod delivery;
+mod groups;
 mod helpers;
 mod mock;
 mod produce;
