@@ -17,7 +17,7 @@ work="$(mktemp -d)"
 cleanup() {
     jobs -p | xargs -r kill 2>/dev/null || true
     wait 2>/dev/null || true
-    [[ -n "$started" ]] && scripts/opensearch.sh stop >/dev/null 2>&1 || true
+    if [[ -n "$started" ]]; then scripts/opensearch.sh stop >/dev/null 2>&1 || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT

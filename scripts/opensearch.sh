@@ -29,7 +29,7 @@ java_home() {
     elif [[ "$major" -ge 3 ]]; then
         # 3.x needs Java 21+: use the newest Temurin JDK installed beside the system Java.
         local jdk
-        jdk="$(ls -d /usr/lib/jvm/temurin-*-jdk-* 2>/dev/null | sort -V | tail -1)"
+        jdk="$(find /usr/lib/jvm -maxdepth 1 -name 'temurin-*-jdk-*' 2>/dev/null | sort -V | tail -1)"
         [[ -n "$jdk" ]] || die "OpenSearch $VERSION needs Java 21+; set OPENSEARCH_JAVA_HOME"
         echo "$jdk"
     else
@@ -88,6 +88,7 @@ healthy() { # URL [min_nodes]
 
 status() {
     [[ -f "$STATE" ]] || return 1
+    local URL="" NODES=1
     # shellcheck disable=SC1090
     source "$STATE"
     healthy "$URL" "$NODES" || return 1
@@ -104,6 +105,7 @@ start() {
         esac
     done
     [[ "$nodes" =~ ^[1-9]$ ]] || die "--nodes must be 1 to 9"
+    local URL="" NODES=1
     if [[ -f "$STATE" ]]; then
         # shellcheck disable=SC1090
         source "$STATE"

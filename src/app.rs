@@ -9,6 +9,7 @@ use crate::consumer::{self, Consumer, ConsumerConfig, StopFlag};
 use crate::error::{Error, Result};
 use crate::init::{InitConfig, init};
 use crate::logging::{self, SUMMARY_TARGET};
+use crate::metrics::RunMetrics;
 use crate::offsets::OffsetStore;
 use crate::sink::{ExecSink, NullSink, Sink, StdoutSink};
 use crate::{inspect, reset};
@@ -198,8 +199,13 @@ fn run_job(global: &Global, args: &RunArgs, stop: &StopFlag, context: &Context) 
         global.index,
         client.current_url()
     );
-    let mut consumer = match Consumer::open(client, config) {
-        Ok(c) => c,
+    let outcome = match Consumer::open(client, config) {
+        Ok(mut consumer) => {
+            let report = consumer::run(&mut consumer, sink.as_mut(), &args.limits, stop, started);
+            log::info!(target: SUMMARY_TARGET, "{}", report.summary_line());
+            let shards = report.shards.clone();
+            (report.events, shards, report.error)
+        }
         Err(e) => {
             log::info!(
                 target: SUMMARY_TARGET,
@@ -210,12 +216,34 @@ fn run_job(global: &Global, args: &RunArgs, stop: &StopFlag, context: &Context) 
                 crate::time::human(started.elapsed()),
                 e.exit_code()
             );
-            return Err(e);
+            (0, Vec::new(), Some(e))
         }
     };
-    let report = consumer::run(&mut consumer, sink.as_mut(), &args.limits, stop, started);
-    log::info!(target: SUMMARY_TARGET, "{}", report.summary_line());
-    match report.error {
+    let (events, shards, error) = outcome;
+    if args.pushgateway.is_some() || args.metrics_file.is_some() {
+        let metrics = RunMetrics {
+            group: args.group.clone(),
+            index: global.index.clone(),
+            slice: args.slice.map(|s| format!("{}/{}", s.index, s.count)),
+            duration: started.elapsed(),
+            events,
+            exit_code: error.as_ref().map(Error::exit_code).unwrap_or(0),
+            finished_at: crate::time::now_millis() as f64 / 1000.0,
+            shards,
+        };
+        // Metrics describe the run; failing to export them does not change its outcome.
+        if let Some(path) = &args.metrics_file {
+            if let Err(e) = metrics.write_textfile(path) {
+                log::warn!("metrics not written: {e}");
+            }
+        }
+        if let Some(url) = &args.pushgateway {
+            if let Err(e) = metrics.push(url, global.client.timeout) {
+                log::warn!("metrics not pushed: {e}");
+            }
+        }
+    }
+    match error {
         Some(e) => Err(e),
         None => Ok(()),
     }

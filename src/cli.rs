@@ -154,6 +154,16 @@ const RUN: &[Flag] = &[
         None,
         "set processed/processed_by on delivered events (re-indexes them)",
     ),
+    flag(
+        "pushgateway",
+        Some("URL"),
+        "push the run's metrics to this Pushgateway (POST)",
+    ),
+    flag(
+        "metrics-file",
+        Some("PATH"),
+        "write the run's metrics as a node_exporter textfile",
+    ),
 ];
 
 const GROUPS: &[Flag] = &[
@@ -276,6 +286,8 @@ pub struct RunArgs {
     pub lease_ttl: Duration,
     pub history: bool,
     pub mark_processed: bool,
+    pub pushgateway: Option<String>,
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// `seqtail init`.
@@ -868,6 +880,18 @@ fn run_args(
         lease_ttl,
         history: !boolean(raw, "no-history")?,
         mark_processed: boolean(raw, "mark-processed")?,
+        pushgateway: match raw.get("pushgateway") {
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                Some(u.trim_end_matches('/').to_string())
+            }
+            Some(u) => {
+                return Err(Error::Config(format!(
+                    "--pushgateway `{u}` must start with http:// or https://"
+                )));
+            }
+            None => None,
+        },
+        metrics_file: raw.get("metrics-file").map(PathBuf::from),
     })
 }
 

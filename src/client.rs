@@ -188,6 +188,10 @@ impl Client {
             }
         }
         if config.insecure {
+            log::warn!(
+                "--insecure: the server certificate is not verified; anyone on the path can read \
+                 and change this traffic"
+            );
             tls = tls.disable_verification(true);
         }
         let agent: Agent = Agent::config_builder()
@@ -669,7 +673,12 @@ impl Client {
     /// `HEAD /<index>`.
     pub fn index_exists(&self, index: &str) -> Result<bool> {
         let what = format!("check whether index {index} exists");
-        let reply = self.send(Method::HEAD, &format!("/{}", enc(index)), None, &what)?;
+        // GET, not HEAD: a refusal (a proxy's 400, a 403) then comes with a body to report.
+        let path = format!(
+            "/{}/_settings?filter_path=*.settings.index.uuid",
+            enc(index)
+        );
+        let reply = self.send(Method::GET, &path, None, &what)?;
         match reply.status {
             200 => Ok(true),
             404 => Ok(false),
@@ -831,6 +840,19 @@ pub fn error_from_reply(reply: &Reply, what: &str) -> Error {
             },
         ),
     };
+    let body_text = String::from_utf8_lossy(&reply.body);
+    if reply.status == 400 && body_text.contains("SSL certificate") {
+        // nginx and similar proxies answer a missing or rejected client certificate with 400.
+        return Error::Config(format!(
+            "the server refused to {what} without a valid client certificate (HTTP 400: {}); set \
+             --client-cert and --client-key",
+            if body_text.contains("No required SSL certificate") {
+                "no client certificate was sent"
+            } else {
+                "the client certificate was rejected"
+            }
+        ));
+    }
     if reply.status == 401 || reply.status == 403 {
         return Error::Config(format!(
             "OpenSearch refused to {what}: HTTP {} {error_type}: {reason}; check --username and \

@@ -137,6 +137,64 @@ pub struct Consumer {
     use_primary: bool,
     next: usize,
     owner: String,
+    /// The page the next `poll` is expected to ask for, already in flight.
+    prefetch: Option<Prefetch>,
+    history: Option<HistoryWriter>,
+}
+
+/// A page request running on its own thread while the caller delivers and commits.
+struct Prefetch {
+    shard_index: usize,
+    after: i64,
+    up_to: i64,
+    handle: std::thread::JoinHandle<Result<Vec<crate::client::Hit>>>,
+}
+
+/// Appends history records from a background thread so the audit trail costs the batch loop
+/// no round trip. `finish` waits until every record is written.
+struct HistoryWriter {
+    tx: Option<std::sync::mpsc::Sender<HistoryRecord>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HistoryWriter {
+    fn start(store: OffsetStore) -> HistoryWriter {
+        let (tx, rx) = std::sync::mpsc::channel::<HistoryRecord>();
+        let handle = std::thread::spawn(move || {
+            // Whatever queued up while the previous write was in flight goes in one `_bulk`.
+            while let Ok(first) = rx.recv() {
+                let mut records = vec![first];
+                records.extend(rx.try_iter());
+                // The offsets are already committed; a lost history record must not undo them.
+                if let Err(e) = store.append_history_bulk(&records) {
+                    log::error!("{} history records not written: {e}", records.len());
+                }
+            }
+        });
+        HistoryWriter {
+            tx: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    fn send(&self, record: HistoryRecord) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(record);
+        }
+    }
+
+    fn finish(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for HistoryWriter {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 impl Consumer {
@@ -260,7 +318,12 @@ impl Consumer {
             use_primary,
             next: 0,
             owner,
+            prefetch: None,
+            history: None,
         };
+        if consumer.config.history {
+            consumer.history = Some(HistoryWriter::start(consumer.store.clone()));
+        }
         consumer.snapshot()?;
         Ok(consumer)
     }
@@ -323,21 +386,13 @@ impl Consumer {
                 continue;
             }
             let size = self.config.batch_size;
-            let exclude = self
-                .config
-                .mark_processed
-                .then_some(self.config.group.as_str());
-            let hits = self.client.search_shard(
-                &self.source.name,
-                &ShardPage {
-                    shard,
-                    after,
-                    up_to,
-                    size,
-                    primary: self.use_primary,
-                    exclude_marked_by: exclude,
-                },
-            )?;
+            let hits = match self.prefetch.take() {
+                Some(p) if (p.shard_index, p.after, p.up_to) == (i, after, up_to) => p
+                    .handle
+                    .join()
+                    .map_err(|_| Error::Internal("prefetch thread panicked".into()))??,
+                _ => self.fetch(shard, after, up_to)?,
+            };
             if hits.is_empty() {
                 self.commit_position(i, up_to, None, 0)?;
                 continue;
@@ -348,6 +403,7 @@ impl Consumer {
                 hits.last().map(|h| h.seq_no).unwrap_or(up_to)
             };
             self.next = (i + 1) % count;
+            self.start_prefetch(i, commit_to);
             return Ok(Some(Batch {
                 group: self.config.group.clone(),
                 index: self.config.index.clone(),
@@ -358,6 +414,59 @@ impl Consumer {
             }));
         }
         Ok(None)
+    }
+
+    fn page(&self, shard: u32, after: i64, up_to: i64) -> ShardPage<'static> {
+        ShardPage {
+            shard,
+            after,
+            up_to,
+            size: self.config.batch_size,
+            primary: self.use_primary,
+            exclude_marked_by: None,
+        }
+    }
+
+    fn fetch(&self, shard: u32, after: i64, up_to: i64) -> Result<Vec<crate::client::Hit>> {
+        let mut page = self.page(shard, after, up_to);
+        if self.config.mark_processed {
+            page.exclude_marked_by = Some(&self.config.group);
+        }
+        self.client.search_shard(&self.source.name, &page)
+    }
+
+    /// Starts fetching the page the next `poll` will ask for, given that shard `i` is about to
+    /// be committed at `i_position`: it overlaps the search with delivery and commit.
+    fn start_prefetch(&mut self, i: usize, i_position: i64) {
+        let count = self.shards.len();
+        let next = (0..count)
+            .map(|step| (self.next + step) % count)
+            .find_map(|j| {
+                let s = &self.shards[j];
+                let position = if j == i { i_position } else { s.position() };
+                (position < s.target).then_some((j, s.shard, position, s.target))
+            });
+        let Some((j, shard, after, up_to)) = next else {
+            return;
+        };
+        let client = self.client.clone();
+        let index = self.source.name.clone();
+        let page = self.page(shard, after, up_to);
+        let group = self.config.group.clone();
+        let mark = self.config.mark_processed;
+        let handle = std::thread::spawn(move || {
+            let page = ShardPage {
+                exclude_marked_by: mark.then_some(group.as_str()),
+                ..page
+            };
+            client.search_shard(&index, &page)
+        });
+        self.prefetch = Some(Prefetch {
+            shard_index: j,
+            after,
+            up_to,
+            handle,
+        });
     }
 
     /// Marks the events of a delivered batch as processed by this group (`--mark-processed`).
@@ -447,9 +556,9 @@ impl Consumer {
             seq_no,
             events
         );
-        if self.config.history {
+        if let Some(writer) = &self.history {
             let state = &self.shards[i];
-            let record = HistoryRecord {
+            writer.send(HistoryRecord {
                 kind: "commit".into(),
                 group: state.doc.group.clone(),
                 index: state.doc.index.clone(),
@@ -461,11 +570,7 @@ impl Consumer {
                 run_id: self.config.run_id.clone(),
                 host: self.config.host.clone(),
                 time: state.doc.committed_at.clone(),
-            };
-            // The offset is already committed; a lost history record must not undo it.
-            if let Err(e) = self.store.append_history(&record) {
-                log::error!("history record for shard {} not written: {e}", state.shard);
-            }
+            });
         }
         Ok(())
     }
@@ -542,6 +647,10 @@ impl Consumer {
     /// Gives up the leases of every owned shard (a clean exit). The position is rewritten
     /// unchanged, so `committed_at` records when a run last confirmed it.
     pub fn release(&mut self) -> Result<()> {
+        self.prefetch.take();
+        if let Some(writer) = &mut self.history {
+            writer.finish();
+        }
         for i in 0..self.shards.len() {
             let doc = self.shards[i].doc.clone();
             self.write_own(i, doc, false)?;

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::client::Client;
 use crate::error::Result;
-use crate::offsets::{OffsetStore, offsets_index_body};
+use crate::offsets::{OffsetStore, history_index_body, offsets_index_body};
 
 /// How the events index should look.
 #[derive(Debug, Clone)]
@@ -67,6 +67,13 @@ pub fn init(client: &Client, config: &InitConfig) -> Result<InitReport> {
             &offsets_index_body(),
             &mut report,
         )?;
+    }
+    let history = store.history_index();
+    if store.ensure_history_index()? {
+        report.created.push(history);
+    } else {
+        report.existing.push(history.clone());
+        compare(client, &history, &history_index_body(), &mut report)?;
     }
     Ok(report)
 }

@@ -28,6 +28,7 @@ mod error;
 mod init;
 pub mod inspect;
 pub mod logging;
+mod metrics;
 mod offsets;
 mod produce;
 mod random;
@@ -47,6 +48,7 @@ pub use consumer::{
 };
 pub use error::{Error, Result};
 pub use init::{InitConfig, InitReport, events_index_body, init};
+pub use metrics::RunMetrics;
 pub use offsets::{OffsetDoc, OffsetStore, doc_id, offsets_index_body};
 pub use produce::{OnBadLine, ProduceConfig, ProduceReport, Source, produce};
 pub use random::run_id;

@@ -70,6 +70,24 @@ pub fn init(format: LogFormat, verbosity: i32, rust_log: Option<&str>) {
     let _ = builder.try_init();
 }
 
+/// Prints one error line before the logger exists (a command line that did not parse).
+pub fn print_error(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Text => eprintln!("{message}"),
+        LogFormat::Json => eprintln!(
+            "{}",
+            json!({
+                "@timestamp": crate::time::now_rfc3339(),
+                "log.level": "error",
+                "message": message,
+                "error.message": message,
+                "ecs.version": "8.11.0",
+                "service.name": "seqtail",
+            })
+        ),
+    }
+}
+
 fn ecs_line(record: &log::Record<'_>) -> String {
     let message = record.args().to_string();
     let mut obj = Map::new();

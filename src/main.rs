@@ -11,7 +11,17 @@ fn main() {
     let invocation = match cli::parse(&args, &env) {
         Ok(inv) => inv,
         Err(e) => {
-            eprintln!("{}", seqtail::describe_failure(&e));
+            let json = args
+                .windows(2)
+                .any(|w| w[0] == "--log-format" && w[1] == "json")
+                || args.iter().any(|a| a == "--log-format=json")
+                || env.get("SEQTAIL_LOG_FORMAT").is_some_and(|f| f == "json");
+            let format = if json {
+                cli::LogFormat::Json
+            } else {
+                cli::LogFormat::Text
+            };
+            seqtail::logging::print_error(format, &seqtail::describe_failure(&e));
             std::process::exit(e.exit_code());
         }
     };

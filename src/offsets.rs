@@ -141,18 +141,33 @@ impl OffsetStore {
 
     /// Appends one history record. The id makes a retried write idempotent.
     pub fn append_history(&self, record: &HistoryRecord) -> Result<()> {
-        let id = format!(
-            "{}:{}:{}:{}:{}:{}",
-            record.group,
-            record.index_uuid,
-            record.shard,
-            record.kind,
-            record.to_seq_no,
-            record.run_id
-        );
-        let body = serde_json::to_vec(record).map_err(|e| Error::Internal(e.to_string()))?;
-        self.client
-            .put_doc(&self.history_index(), &id, &body, WriteCondition::Overwrite)?;
+        self.append_history_bulk(std::slice::from_ref(record))
+    }
+
+    /// Appends history records with one `_bulk`; every item must succeed.
+    pub fn append_history_bulk(&self, records: &[HistoryRecord]) -> Result<()> {
+        let mut body = String::new();
+        for r in records {
+            let id = format!(
+                "{}:{}:{}:{}:{}:{}",
+                r.group, r.index_uuid, r.shard, r.kind, r.to_seq_no, r.run_id
+            );
+            body.push_str(&json!({ "index": { "_id": id } }).to_string());
+            body.push('\n');
+            body.push_str(&serde_json::to_string(r).map_err(|e| Error::Internal(e.to_string()))?);
+            body.push('\n');
+        }
+        let outcome = self
+            .client
+            .bulk(&self.history_index(), body.as_bytes(), false)?;
+        if let Some(f) = outcome.failed.first() {
+            return Err(Error::OpenSearch {
+                what: format!("append {} history records", records.len()),
+                status: f.status,
+                error_type: "bulk_item_failure".into(),
+                reason: f.reason.clone(),
+            });
+        }
         Ok(())
     }
 

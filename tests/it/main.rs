@@ -7,4 +7,5 @@ mod delivery;
 mod groups;
 mod helpers;
 mod mock;
+mod ops;
 mod produce;

@@ -123,11 +123,17 @@ fn fails_over_to_the_next_url() {
 fn a_run_against_a_failing_server_reports_type_and_reason() {
     let mut server = Server::new();
     server
-        .mock("HEAD", "/consumer-offsets")
+        .mock(
+            "GET",
+            "/consumer-offsets/_settings?filter_path=*.settings.index.uuid",
+        )
         .with_status(200)
         .create();
     server
-        .mock("HEAD", "/consumer-offsets-history")
+        .mock(
+            "GET",
+            "/consumer-offsets-history/_settings?filter_path=*.settings.index.uuid",
+        )
         .with_status(200)
         .create();
     server
