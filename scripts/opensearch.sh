@@ -7,14 +7,16 @@
 #
 # The server is the integ-test zip from Maven Central, cached under .cache/ (git-ignored).
 # OpenSearch refuses to run as root, so nodes run as the unprivileged user `seqtail-os`.
-# Settings: OPENSEARCH_VERSION (default 2.19.6), SEQTAIL_CACHE (default <repo>/.cache).
+# With --nodes N > 1 the printed URL is the comma-separated list of every node (a valid --url).
+# Settings: OPENSEARCH_VERSION (default 2.19.6), SEQTAIL_CACHE (default <repo>/.cache),
+# SEQTAIL_OS_NAME (a second, independent cluster beside the default one, e.g. `trio`).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VERSION="${OPENSEARCH_VERSION:-2.19.6}"
 CACHE="${SEQTAIL_CACHE:-$ROOT/.cache}"
 HOME_DIR="$CACHE/opensearch-$VERSION"
-RUN_DIR="$CACHE/opensearch-run"
+RUN_DIR="$CACHE/opensearch-run${SEQTAIL_OS_NAME:+-$SEQTAIL_OS_NAME}"
 STATE="$RUN_DIR/state"
 OS_USER="${SEQTAIL_OS_USER:-seqtail-os}"
 HEAP="${OPENSEARCH_HEAP:-512m}"
@@ -88,11 +90,11 @@ healthy() { # URL [min_nodes]
 
 status() {
     [[ -f "$STATE" ]] || return 1
-    local URL="" NODES=1
+    local URL="" URLS="" NODES=1
     # shellcheck disable=SC1090
     source "$STATE"
     healthy "$URL" "$NODES" || return 1
-    echo "$URL"
+    if [[ "$NODES" -gt 1 ]]; then echo "$URLS"; else echo "$URL"; fi
 }
 
 start() {
@@ -105,13 +107,13 @@ start() {
         esac
     done
     [[ "$nodes" =~ ^[1-9]$ ]] || die "--nodes must be 1 to 9"
-    local URL="" NODES=1
+    local URL="" URLS="" NODES=1
     if [[ -f "$STATE" ]]; then
         # shellcheck disable=SC1090
         source "$STATE"
         if [[ "$NODES" == "$nodes" ]] && healthy "$URL" "$nodes"; then
             log "reusing the running cluster ($nodes node(s))"
-            echo "$URL"
+            if [[ "$nodes" -gt 1 ]]; then echo "$URLS"; else echo "$URL"; fi
             return 0
         fi
         stop >/dev/null 2>&1 || true
@@ -129,7 +131,7 @@ start() {
         seeds+=("127.0.0.1:${transport_ports[$i]}")
         masters+=("node-$i")
     done
-    local cluster="seqtail-test-$$"
+    local cluster="seqtail-test-${SEQTAIL_OS_NAME:-main}-$$"
     for ((i = 0; i < nodes; i++)); do
         local nd="$RUN_DIR/node-$i"
         mkdir -p "$nd/data" "$nd/logs" "$nd/config"
@@ -175,8 +177,8 @@ YML
     log "waiting for $nodes node(s) at $url"
     for _ in $(seq 1 180); do
         if healthy "$url" "$nodes"; then
-            log "OpenSearch $VERSION is up: $url"
-            echo "$url"
+            log "OpenSearch $VERSION is up: $nodes node(s) at $url"
+            if [[ "$nodes" -gt 1 ]]; then echo "${urls%,}"; else echo "$url"; fi
             return 0
         fi
         for ((i = 0; i < nodes; i++)); do

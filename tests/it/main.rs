@@ -3,6 +3,7 @@
 
 mod baseline;
 mod cli;
+mod cluster;
 mod delivery;
 mod groups;
 mod helpers;
