@@ -39,57 +39,52 @@ pub fn doc_id(group: &str, index_uuid: &str, shard: u32) -> String {
     format!("{group}:{index_uuid}:{shard}")
 }
 
-/// Settings and strict mapping of the offsets index.
-pub fn offsets_index_body() -> Value {
+/// A small bookkeeping index: one shard, a replica wherever a second node exists, and a strict
+/// mapping so a stray write cannot add fields.
+fn bookkeeping_index(properties: Value) -> Value {
     json!({
         "settings": {
             "index": { "number_of_shards": 1, "auto_expand_replicas": "0-1" }
         },
-        "mappings": {
-            "dynamic": "strict",
-            "properties": {
-                "group": { "type": "keyword" },
-                "index": { "type": "keyword" },
-                "index_uuid": { "type": "keyword" },
-                "shard": { "type": "integer" },
-                "history_uuid": { "type": "keyword" },
-                "seq_no": { "type": "long" },
-                "primary_term": { "type": "long" },
-                "checkpoint": { "type": "long" },
-                "committed_at": { "type": "date" },
-                "run_id": { "type": "keyword" },
-                "host": { "type": "keyword" },
-                "owner": { "type": "keyword" },
-                "lease_until": { "type": "date" },
-                "events_total": { "type": "long" }
-            }
-        }
+        "mappings": { "dynamic": "strict", "properties": properties }
     })
+}
+
+/// Settings and strict mapping of the offsets index.
+pub fn offsets_index_body() -> Value {
+    bookkeeping_index(json!({
+        "group": { "type": "keyword" },
+        "index": { "type": "keyword" },
+        "index_uuid": { "type": "keyword" },
+        "shard": { "type": "integer" },
+        "history_uuid": { "type": "keyword" },
+        "seq_no": { "type": "long" },
+        "primary_term": { "type": "long" },
+        "checkpoint": { "type": "long" },
+        "committed_at": { "type": "date" },
+        "run_id": { "type": "keyword" },
+        "host": { "type": "keyword" },
+        "owner": { "type": "keyword" },
+        "lease_until": { "type": "date" },
+        "events_total": { "type": "long" }
+    }))
 }
 
 /// Settings and strict mapping of the history index.
 pub fn history_index_body() -> Value {
-    json!({
-        "settings": {
-            "index": { "number_of_shards": 1, "auto_expand_replicas": "0-1" }
-        },
-        "mappings": {
-            "dynamic": "strict",
-            "properties": {
-                "kind": { "type": "keyword" },
-                "group": { "type": "keyword" },
-                "index": { "type": "keyword" },
-                "index_uuid": { "type": "keyword" },
-                "shard": { "type": "integer" },
-                "from_seq_no": { "type": "long" },
-                "to_seq_no": { "type": "long" },
-                "events": { "type": "long" },
-                "run_id": { "type": "keyword" },
-                "host": { "type": "keyword" },
-                "time": { "type": "date" }
-            }
-        }
-    })
+    bookkeeping_index(json!({
+        "kind": { "type": "keyword" },
+        "group": { "type": "keyword" },
+        "index": { "type": "keyword" },
+        "index_uuid": { "type": "keyword" },
+        "shard": { "type": "integer" },
+        "from_seq_no": { "type": "long" },
+        "to_seq_no": { "type": "long" },
+        "events": { "type": "long" },
+        "run_id": { "type": "keyword" },
+        "host": { "type": "keyword" },
+        "time": { "type": "date" }
+    }))
 }
 
 /// Reads and writes offset documents.
