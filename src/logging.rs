@@ -46,6 +46,9 @@ pub fn init(format: LogFormat, verbosity: i32, rust_log: Option<&str>) {
     if let Some(spec) = rust_log {
         builder.parse_filters(spec);
     }
+    // ureq-proto traces raw request bytes, Authorization header included: never let RUST_LOG
+    // turn that on.
+    builder.filter_module("ureq_proto", log::LevelFilter::Warn);
     builder.filter_module(SUMMARY_TARGET, log::LevelFilter::Info);
     builder.target(env_logger::Target::Stderr);
     match format {

@@ -216,6 +216,7 @@ fn tls_basic_auth_and_client_certificates_through_nginx() {
         .unwrap()
         .trim()
         .to_string();
+    let encoded = basic_auth_value(&format!("seqtail:{password}"));
     let index = TestIndex::new("tls", 2);
     index.write_events("s", 0..25);
     let wrong_pw = TempDir::new("tlspw");
@@ -225,6 +226,7 @@ fn tls_basic_auth_and_client_certificates_through_nginx() {
         let mut cmd = index.seqtail();
         cmd.env("SEQTAIL_URL", &url)
             .env("SEQTAIL_RETRY_TIMEOUT", "2s")
+            .env("RUST_LOG", "trace,ureq=trace,ureq_proto=trace,rustls=trace")
             .args([
                 "-v",
                 "-v",
@@ -253,6 +255,17 @@ fn tls_basic_auth_and_client_certificates_through_nginx() {
         assert!(
             !stdout.contains(&password) && !stderr.contains(&password),
             "the password leaked:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains(&encoded),
+            "the Authorization header leaked"
+        );
+        // Wire traces print the request bytes 16 a row, which would split the header value:
+        // no such dump may appear at all.
+        let dumps = stderr.lines().filter(|l| is_hex_dump(l)).count();
+        assert_eq!(
+            dumps, 0,
+            "request bytes (Authorization header included) were logged"
         );
         (out.status.code(), stdout, stderr)
     };
@@ -288,4 +301,31 @@ fn tls_basic_auth_and_client_certificates_through_nginx() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(stdout.lines().count(), 3);
     assert!(stderr.contains("--insecure"), "{stderr}");
+}
+
+/// Standard base64 of `text`, as it appears in a basic-auth header.
+fn basic_auth_value(text: &str) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in text.as_bytes().chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for (i, shift) in [18, 12, 6, 0].iter().enumerate() {
+            out.push(if i <= c.len() {
+                A[(n >> shift) as usize & 63] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+/// A line of ureq-proto's wire trace: groups of four hex digits.
+fn is_hex_dump(line: &str) -> bool {
+    line.split_whitespace()
+        .filter(|w| w.len() == 4 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .count()
+        >= 6
 }
