@@ -941,6 +941,10 @@ impl RunReport {
                 lag.join(",")
             }
         );
+        if !self.skipped.is_empty() {
+            let skipped: Vec<String> = self.skipped.iter().map(u32::to_string).collect();
+            line.push_str(&format!(" skipped_shards={}", skipped.join(",")));
+        }
         if let Some(e) = &self.error {
             line.push_str(&format!(" exit={} error=\"{e}\"", e.exit_code()));
         } else {

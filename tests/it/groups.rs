@@ -450,3 +450,37 @@ fn mark_processed_marks_each_event_once_and_never_redelivers_its_own_marks() {
     let (_, v) = http("GET", &format!("/{}/_doc/m1", index.name), None);
     assert_eq!(v["_source"]["processed_by"], json!(["g", "h"]));
 }
+
+#[test]
+fn a_shard_leased_by_a_live_run_is_skipped_and_reported() {
+    let index = TestIndex::new("skip", 3);
+    index.write_events("a", 0..30);
+    index.run("g", &["--max-batches", "0"]).ok();
+    index.write_events("b", 0..60);
+    // Another live run holds shard 1.
+    let doc = raw_offsets(&index, "g").remove(1);
+    assert_eq!(doc["_source"]["shard"], json!(1));
+    let id = doc["_id"].as_str().unwrap().to_string();
+    let (status, v) = http(
+        "POST",
+        &format!("/{}/_update/{id}", index.offsets),
+        Some(
+            json!({"doc": {"owner": "busy-run@elsewhere", "lease_until": "2999-01-01T00:00:00.000Z"}}),
+        ),
+    );
+    assert_eq!(status, 200, "{v}");
+    let r = index.run("g", &["--max-batches", "0"]).ok();
+    assert!(r.stderr.contains("skipped_shards=1"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("leased by busy-run@elsewhere"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.events.iter().all(|e| e.shard != 1));
+    assert!(!r.events.is_empty());
+    // The shard's offset is untouched: its events wait for the owner (or the lease's end).
+    let mut expected = doc["_source"].clone();
+    expected["owner"] = json!("busy-run@elsewhere");
+    expected["lease_until"] = json!("2999-01-01T00:00:00.000Z");
+    assert_eq!(raw_offsets(&index, "g").remove(1)["_source"], expected);
+}
