@@ -386,6 +386,22 @@ const COMMANDS: &[(&str, &str)] = &[
         "run",
         "the batch job: read a group's new events, deliver them, commit, exit",
     ),
+    (
+        "produce",
+        "write events: generated (--count/--duration/--rate) or NDJSON (--from)",
+    ),
+    (
+        "groups",
+        "groups list | groups describe GROUP | groups history GROUP: inspect groups",
+    ),
+    (
+        "offsets",
+        "offsets reset GROUP --to … | offsets delete GROUP: dry run unless --execute",
+    ),
+    (
+        "health",
+        "exit 0 when a group's lag and last commit are within limits, 1 otherwise",
+    ),
 ];
 
 /// The environment variable of a flag: `--retry-timeout` → `SEQTAIL_RETRY_TIMEOUT`.
@@ -1095,8 +1111,24 @@ pub fn help_text(topic: Option<&str>) -> String {
                 .find(|c| c.0 == name)
                 .map(|c| c.1)
                 .unwrap_or("");
+            let usage = match name {
+                "groups" => {
+                    "seqtail groups list [--json]\n       seqtail groups describe GROUP [--json]\n       seqtail groups history GROUP [--limit N] [--json]"
+                }
+                "offsets" => {
+                    "seqtail offsets reset GROUP --to earliest|latest|seq:N|time:RFC3339 [--shard S] [--execute] [--force]\n       seqtail offsets delete GROUP [--execute] [--force]"
+                }
+                "run" => "seqtail run --group GROUP [OPTIONS]",
+                "health" => "seqtail health --group GROUP [--max-lag N] [--max-age DURATION]",
+                _ => "",
+            };
+            let usage = if usage.is_empty() {
+                format!("seqtail {name} [OPTIONS]")
+            } else {
+                usage.to_string()
+            };
             out.push_str(&format!(
-                "seqtail {name}: {about}\n\nUsage: seqtail {name} [OPTIONS]\n\nOptions:\n"
+                "seqtail {name}: {about}\n\nUsage: {usage}\n\nOptions:\n"
             ));
             render(&mut out, flags);
         }
