@@ -16,6 +16,8 @@
 //!     sink.deliver(&batch)?;
 //!     consumer.commit(&batch)?;
 //! }
+//! // Give the shard leases back so the next run need not wait for them to expire.
+//! consumer.release()?;
 //! # Ok::<(), seqtail::Error>(())
 //! ```
 #![forbid(unsafe_code)]
