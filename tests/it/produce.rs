@@ -99,21 +99,38 @@ fn generated_events_with_an_id_prefix_are_idempotent_and_routed_by_key() {
 #[test]
 fn the_rate_is_never_exceeded() {
     let index = TestIndex::new("prodrate", 1);
+    // 300 events at 200/s: the last one is due at 1.495 s, so the run cannot end sooner; and
+    // --duration stops at the events due within it.
+    let started = std::time::Instant::now();
     let out = produce(
         &index,
-        &["--rate", "200", "--duration", "2s", "--payload-bytes", "16"],
+        &["--rate", "200", "--count", "300", "--payload-bytes", "16"],
         None,
     );
+    let took = started.elapsed();
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let n = count(&index);
-    eprintln!("--rate 200 --duration 2s wrote {n} events");
-    assert!(n <= 400, "at most rate x duration, got {n}");
-    assert!(n >= 200, "kept writing for the duration, got {n}");
+    assert_eq!(count(&index), 300);
+    eprintln!("--rate 200 --count 300 took {took:?}");
+    assert!(
+        took >= std::time::Duration::from_millis(1495),
+        "300 events at 200/s took {took:?}"
+    );
+    let out = produce(
+        &index,
+        &["--rate", "100", "--duration", "1s", "--id-prefix", "d-"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("written=100 "),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
