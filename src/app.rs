@@ -169,7 +169,7 @@ fn run_job(global: &Global, args: &RunArgs, stop: &StopFlag, context: &Context) 
     let started = Instant::now();
     logging::set_label("group", &args.group);
     logging::set_label("run_id", &context.run_id);
-    let client = Client::new(&global.client)?;
+    let client = Client::new(&global.client)?.with_stop(stop.clone());
     let mut sink: Box<dyn Sink> = match &args.sink {
         SinkChoice::Stdout => Box::new(StdoutSink::new()),
         SinkChoice::Null => Box::new(NullSink::default()),

@@ -15,6 +15,7 @@ use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConf
 
 use crate::error::{Error, Result};
 use crate::secret::Secret;
+use crate::stop::StopFlag;
 
 /// How to reach OpenSearch.
 #[derive(Debug, Clone)]
@@ -62,6 +63,7 @@ pub struct Client {
     current: Arc<AtomicUsize>,
     authorization: Option<Arc<String>>,
     retry_timeout: Duration,
+    stop: Option<StopFlag>,
 }
 
 /// A raw answer: status and body.
@@ -232,7 +234,16 @@ impl Client {
             current: Arc::new(AtomicUsize::new(0)),
             authorization,
             retry_timeout: config.retry_timeout,
+            stop: None,
         })
+    }
+
+    /// Stops retrying reads (GET, searches, refreshes) once `stop` is raised: a job asked to
+    /// stop while OpenSearch is down exits at once with 69 instead of waiting out the retry
+    /// timeout. Writes, offset commits above all, keep retrying.
+    pub fn with_stop(mut self, stop: StopFlag) -> Client {
+        self.stop = Some(stop);
+        self
     }
 
     /// The URL currently in use (for logs; carries no credentials).
@@ -277,6 +288,20 @@ impl Client {
                 }
             };
             let now = Instant::now();
+            let is_read = method == Method::GET
+                || ["/_search", "/_mget", "/_refresh", "/_stats"]
+                    .iter()
+                    .any(|p| path.contains(p));
+            if is_read && self.stop.as_ref().is_some_and(StopFlag::is_raised) {
+                return Err(Error::Unavailable {
+                    what: what.to_string(),
+                    detail: format!(
+                        "stopped retrying after {} attempt(s) because a stop signal arrived; \
+                         last failure: {failure}",
+                        attempt + 1
+                    ),
+                });
+            }
             if now >= deadline {
                 return Err(Error::Unavailable {
                     what: what.to_string(),
@@ -293,7 +318,17 @@ impl Client {
                 crate::time::human(pause),
                 attempt + 1
             );
-            std::thread::sleep(pause);
+            let stop = self.stop.as_ref().filter(|_| is_read);
+            if sleep_unless(pause, stop) {
+                return Err(Error::Unavailable {
+                    what: what.to_string(),
+                    detail: format!(
+                        "stopped retrying after {} attempt(s) because a stop signal arrived; \
+                         last failure: {failure}",
+                        attempt + 1
+                    ),
+                });
+            }
             attempt += 1;
         }
     }
@@ -900,6 +935,25 @@ fn non_retryable(e: &ureq::Error, url: &str) -> Option<Error> {
             }
         }
         _ => None,
+    }
+}
+
+/// Sleeps for `pause`, waking early when `stop` is raised. Returns true if it was.
+fn sleep_unless(pause: Duration, stop: Option<&StopFlag>) -> bool {
+    let Some(stop) = stop else {
+        std::thread::sleep(pause);
+        return false;
+    };
+    let until = Instant::now() + pause;
+    loop {
+        if stop.is_raised() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return false;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(20)));
     }
 }
 

@@ -2,14 +2,13 @@
 //! gap-free read protocol of DESIGN.md §3 as an explicit poll → deliver → commit cycle.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, DocVersion, IndexInfo, ShardPage, ShardStat};
 use crate::error::{Error, Result};
 use crate::offsets::{OffsetDoc, OffsetStore, doc_id};
 use crate::sink::{Batch, Sink};
+pub use crate::stop::StopFlag;
 use crate::time;
 
 /// Where a group without stored offsets starts.
@@ -875,25 +874,6 @@ impl StopReason {
             StopReason::Signal => "signal",
             StopReason::Failed => "failed",
         }
-    }
-}
-
-/// A shared "please stop" flag, raised by the signal handler and read between batches.
-#[derive(Debug, Clone, Default)]
-pub struct StopFlag(Arc<AtomicUsize>);
-
-impl StopFlag {
-    pub fn new() -> StopFlag {
-        StopFlag::default()
-    }
-
-    /// Raises the flag; returns how many times it has been raised, this one included.
-    pub fn raise(&self) -> usize {
-        self.0.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    pub fn is_raised(&self) -> bool {
-        self.0.load(Ordering::SeqCst) > 0
     }
 }
 

@@ -37,6 +37,7 @@ mod random;
 pub mod reset;
 mod secret;
 mod sink;
+mod stop;
 mod time;
 
 pub use app::{Context, describe_failure, execute};

@@ -138,3 +138,44 @@ fn help_and_version() {
     assert_eq!(code, Some(0));
     assert!(out.starts_with("seqtail "), "{out}");
 }
+
+#[test]
+fn sigterm_while_the_server_is_down_exits_69_at_once() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_seqtail"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SEQTAIL_") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd
+        .args([
+            "--url",
+            "http://127.0.0.1:9",
+            "--retry-timeout",
+            "60s",
+            "run",
+            "--group",
+            "g",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(err.contains("stop signal"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?} after SIGTERM",
+        started.elapsed()
+    );
+}

@@ -155,3 +155,68 @@ fn a_run_against_a_failing_server_reports_type_and_reason() {
     assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(err.contains("security_exception: no permissions"), "{err}");
 }
+
+#[test]
+fn a_stop_request_ends_read_retries_at_once_but_not_write_retries() {
+    let mut server = Server::new();
+    let down = server
+        .mock("GET", "/")
+        .with_status(503)
+        .with_body("{}")
+        .expect_at_least(1)
+        .create();
+    let stop = seqtail::StopFlag::new();
+    let c = client(&server.url(), Duration::from_secs(60)).with_stop(stop.clone());
+    let raiser = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stop.raise();
+        })
+    };
+    let started = std::time::Instant::now();
+    let e = c.version().unwrap_err();
+    raiser.join().unwrap();
+    down.assert();
+    assert_eq!(e.exit_code(), 69, "{e}");
+    assert!(e.to_string().contains("stop signal"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // A commit keeps retrying after the stop request: the batch in flight must be committed.
+    let busy = server
+        .mock("PUT", Matcher::Regex("^/offsets/_doc/".into()))
+        .with_status(503)
+        .with_body("{}")
+        .expect(2)
+        .create();
+    let ok = server
+        .mock("PUT", Matcher::Regex("^/offsets/_doc/".into()))
+        .with_status(200)
+        .with_body(r#"{"_seq_no":5,"_primary_term":1,"result":"updated"}"#)
+        .expect(1)
+        .create();
+    let v = c
+        .put_doc(
+            "offsets",
+            "g:u:0",
+            b"{}",
+            seqtail::WriteCondition::Version(seqtail::DocVersion {
+                seq_no: 4,
+                primary_term: 1,
+            }),
+        )
+        .unwrap();
+    assert_eq!(
+        v,
+        Some(seqtail::DocVersion {
+            seq_no: 5,
+            primary_term: 1
+        })
+    );
+    busy.assert();
+    ok.assert();
+}
