@@ -88,9 +88,15 @@ fn killing_a_primary_node_mid_stream_loses_nothing() {
         let urls = urls.clone();
         let index = index.clone();
         let done = Arc::clone(&done);
+        let dir = dir.clone();
         std::thread::spawn(move || {
             let mut acked = BTreeSet::new();
+            let mut killed = None;
             for round in 0..60 {
+                // A third of the way in, the node holding primaries dies mid-stream.
+                if round == 20 {
+                    killed = Some(kill_primary_node(&urls, &dir, &index));
+                }
                 let mut pending: Vec<String> = (0..50).map(|i| format!("c{round}-{i}")).collect();
                 let mut tries = 0;
                 while !pending.is_empty() && tries < 20 {
@@ -134,7 +140,7 @@ fn killing_a_primary_node_mid_stream_loses_nothing() {
                 std::thread::sleep(Duration::from_millis(40));
             }
             done.store(true, Ordering::SeqCst);
-            acked
+            (acked, killed)
         })
     };
 
@@ -165,18 +171,13 @@ fn killing_a_primary_node_mid_stream_loses_nothing() {
 
     let mut delivered = Vec::new();
     let mut codes = Vec::new();
-    let mut killed = None;
-    let started = Instant::now();
     while !done.load(Ordering::SeqCst) {
         let r = run(&["--max-batches", "3", "--batch-size", "100"]);
         delivered.extend(r.ids());
         codes.push(r.code);
-        if killed.is_none() && started.elapsed() > Duration::from_secs(2) {
-            killed = Some(kill_primary_node(&urls, &dir, &index));
-        }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let acked = writer.join().unwrap();
+    let (acked, killed) = writer.join().unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let r = run(&["--until-caught-up", "--max-batches", "0"]);

@@ -87,7 +87,7 @@ fn sigkill_between_sink_and_commit_redelivers_at_most_the_batch_in_flight() {
     let exec = format!(
         "cat >> {out}; echo x >> {count}; if [ $(wc -l < {count}) -eq 4 ]; then kill -9 $PPID; fi"
     );
-    let lease = ["--lease-ttl", "3s", "--exec-timeout", "2s"];
+    let lease = ["--lease-ttl", "6s", "--exec-timeout", "5s"];
     let first = ["--batch-size", "40", "--max-batches", "0", "--exec", &exec];
     let killed = index.run("g", &[&first[..], &lease].concat());
     assert_eq!(
@@ -111,7 +111,7 @@ fn sigkill_between_sink_and_commit_redelivers_at_most_the_batch_in_flight() {
     );
     assert!(parse_events(&std::fs::read_to_string(&out).unwrap()).len() == 160);
     // Once the lease has expired, the next run takes over.
-    std::thread::sleep(Duration::from_millis(3100));
+    std::thread::sleep(Duration::from_millis(6100));
     index.run("g", &args).ok();
     let delivered: Vec<String> = parse_events(&std::fs::read_to_string(&out).unwrap())
         .into_iter()

@@ -46,7 +46,15 @@ fn raw_offsets(index: &TestIndex, group: &str) -> Vec<Value> {
 fn two_runs_started_together_never_deliver_the_same_event() {
     let index = TestIndex::new("together", 5);
     let written = index.write_events("t", 0..2000);
-    let args = ["--batch-size", "50", "--max-batches", "0"];
+    // A slow sink keeps both runs alive for seconds, so they truly overlap.
+    let args = [
+        "--batch-size",
+        "50",
+        "--max-batches",
+        "0",
+        "--exec",
+        "cat; sleep 0.05",
+    ];
     let a = spawn_run(&index, "g", &args);
     let b = spawn_run(&index, "g", &args);
     let a = RunResult::from(a.wait_with_output().unwrap());
