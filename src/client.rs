@@ -261,6 +261,20 @@ impl Client {
         what: &str,
     ) -> Result<Reply> {
         let deadline = Instant::now() + self.retry_timeout;
+        // Only reads give up early on a stop request; writes carry work that must land.
+        let is_read = method == Method::GET
+            || ["/_search", "/_mget", "/_refresh", "/_stats"]
+                .iter()
+                .any(|p| path.contains(p));
+        let stop = self.stop.as_ref().filter(|_| is_read);
+        let stopped = |attempt: u32, failure: &str| Error::Unavailable {
+            what: what.to_string(),
+            detail: format!(
+                "stopped retrying after {} attempt(s) because a stop signal arrived; last \
+                 failure: {failure}",
+                attempt + 1
+            ),
+        };
         let mut attempt: u32 = 0;
         loop {
             let index = self.current.load(Ordering::Relaxed) % self.urls.len();
@@ -288,19 +302,8 @@ impl Client {
                 }
             };
             let now = Instant::now();
-            let is_read = method == Method::GET
-                || ["/_search", "/_mget", "/_refresh", "/_stats"]
-                    .iter()
-                    .any(|p| path.contains(p));
-            if is_read && self.stop.as_ref().is_some_and(StopFlag::is_raised) {
-                return Err(Error::Unavailable {
-                    what: what.to_string(),
-                    detail: format!(
-                        "stopped retrying after {} attempt(s) because a stop signal arrived; \
-                         last failure: {failure}",
-                        attempt + 1
-                    ),
-                });
+            if stop.is_some_and(StopFlag::is_raised) {
+                return Err(stopped(attempt, &failure));
             }
             if now >= deadline {
                 return Err(Error::Unavailable {
@@ -318,16 +321,8 @@ impl Client {
                 crate::time::human(pause),
                 attempt + 1
             );
-            let stop = self.stop.as_ref().filter(|_| is_read);
             if sleep_unless(pause, stop) {
-                return Err(Error::Unavailable {
-                    what: what.to_string(),
-                    detail: format!(
-                        "stopped retrying after {} attempt(s) because a stop signal arrived; \
-                         last failure: {failure}",
-                        attempt + 1
-                    ),
-                });
+                return Err(stopped(attempt, &failure));
             }
             attempt += 1;
         }
