@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::cli::{Command, Global, InitArgs, Invocation, RunArgs, SinkChoice};
 use crate::client::Client;
-use crate::consumer::{self, Consumer, ConsumerConfig, StopFlag};
+use crate::consumer::{self, Consumer, ConsumerConfig, RunReport, StopFlag, StopReason};
 use crate::error::{Error, Result};
 use crate::init::{InitConfig, init};
 use crate::logging::{self, SUMMARY_TARGET};
@@ -199,27 +199,31 @@ fn run_job(global: &Global, args: &RunArgs, stop: &StopFlag, context: &Context) 
         global.index,
         client.current_url()
     );
-    let outcome = match Consumer::open(client, config) {
+    let report = match Consumer::open(client, config) {
         Ok(mut consumer) => {
-            let report = consumer::run(&mut consumer, sink.as_mut(), &args.limits, stop, started);
-            log::info!(target: SUMMARY_TARGET, "{}", report.summary_line());
-            let shards = report.shards.clone();
-            (report.events, shards, report.error)
+            consumer::run(&mut consumer, sink.as_mut(), &args.limits, stop, started)
         }
-        Err(e) => {
-            log::info!(
-                target: SUMMARY_TARGET,
-                "run {} group={} index={} events=0 batches=0 duration={} reason=failed exit={} error=\"{e}\"",
-                context.run_id,
-                args.group,
-                global.index,
-                crate::time::human(started.elapsed()),
-                e.exit_code()
-            );
-            (0, Vec::new(), Some(e))
-        }
+        // Nothing was read: the same summary, with no shards.
+        Err(e) => RunReport {
+            group: args.group.clone(),
+            index: global.index.clone(),
+            run_id: context.run_id.clone(),
+            events: 0,
+            batches: 0,
+            duration: started.elapsed(),
+            reason: StopReason::Failed,
+            shards: Vec::new(),
+            skipped: Vec::new(),
+            error: Some(e),
+        },
     };
-    let (events, shards, error) = outcome;
+    log::info!(target: SUMMARY_TARGET, "{}", report.summary_line());
+    let RunReport {
+        events,
+        shards,
+        error,
+        ..
+    } = report;
     if args.pushgateway.is_some() || args.metrics_file.is_some() {
         let metrics = RunMetrics {
             group: args.group.clone(),
