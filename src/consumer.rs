@@ -125,6 +125,17 @@ pub fn leased_by_other(doc: &OffsetDoc, me: &str, now_ms: i64) -> bool {
     }
 }
 
+/// `owner until time` of the live lease another run holds on `doc`, if any.
+pub fn live_lease(doc: &OffsetDoc, me: &str, now_ms: i64) -> Option<String> {
+    leased_by_other(doc, me, now_ms).then(|| {
+        format!(
+            "{} until {}",
+            doc.owner.as_deref().unwrap_or("?"),
+            doc.lease_until.as_deref().unwrap_or("?")
+        )
+    })
+}
+
 /// A consumer of one group on one index, owning some of its shards.
 pub struct Consumer {
     client: Client,
@@ -556,20 +567,14 @@ impl Consumer {
             events
         );
         if let Some(writer) = &self.history {
-            let state = &self.shards[i];
-            writer.send(HistoryRecord {
-                kind: "commit".into(),
-                group: state.doc.group.clone(),
-                index: state.doc.index.clone(),
-                index_uuid: state.doc.index_uuid.clone(),
-                shard: state.shard,
-                from_seq_no: from,
-                to_seq_no: seq_no,
+            // write_own stamped the document with this run, this host and the commit time.
+            writer.send(HistoryRecord::of(
+                "commit",
+                &self.shards[i].doc,
+                from,
+                seq_no,
                 events,
-                run_id: self.config.run_id.clone(),
-                host: self.config.host.clone(),
-                time: state.doc.committed_at.clone(),
-            });
+            ));
         }
         Ok(())
     }
@@ -744,6 +749,26 @@ pub struct HistoryRecord {
     pub run_id: String,
     pub host: String,
     pub time: String,
+}
+
+impl HistoryRecord {
+    /// The record of a change that left `doc` as written: run, host and time are its audit
+    /// fields.
+    pub fn of(kind: &str, doc: &OffsetDoc, from_seq_no: i64, to_seq_no: i64, events: u64) -> Self {
+        HistoryRecord {
+            kind: kind.into(),
+            group: doc.group.clone(),
+            index: doc.index.clone(),
+            index_uuid: doc.index_uuid.clone(),
+            shard: doc.shard,
+            from_seq_no,
+            to_seq_no,
+            events,
+            run_id: doc.run_id.clone(),
+            host: doc.host.clone(),
+            time: doc.committed_at.clone(),
+        }
+    }
 }
 
 fn primaries(client: &Client, source: &IndexInfo) -> Result<Vec<ShardStat>> {

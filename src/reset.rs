@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::cli::{ResetArgs, ResetTo};
 use crate::client::{Client, DocVersion};
-use crate::consumer::{HistoryRecord, leased_by_other};
+use crate::consumer::{HistoryRecord, live_lease};
 use crate::error::{Error, Result};
 use crate::offsets::{OffsetDoc, OffsetStore};
 use crate::time;
@@ -164,15 +164,7 @@ pub fn plan_reset(
                 }
             }
         };
-        let lease = current.as_ref().and_then(|(_, d)| {
-            leased_by_other(d, "", now).then(|| {
-                format!(
-                    "{} until {}",
-                    d.owner.as_deref().unwrap_or("?"),
-                    d.lease_until.as_deref().unwrap_or("?")
-                )
-            })
-        });
+        let lease = current.as_ref().and_then(|(_, d)| live_lease(d, "", now));
         plan.shards.push(PlanRow {
             shard,
             current: current.as_ref().map(|(_, d)| d.seq_no),
@@ -239,13 +231,7 @@ pub fn apply_reset(
         }
         record(
             &store,
-            "reset",
-            &doc,
-            row.current.unwrap_or(-1),
-            row.new,
-            run_id,
-            host,
-            &now,
+            HistoryRecord::of("reset", &doc, row.current.unwrap_or(-1), row.new, 0),
         );
     }
     for (version, doc) in &plan.stale_docs {
@@ -306,17 +292,7 @@ pub fn apply_delete(
     let now = time::now_millis();
     refuse_leased(
         docs.iter()
-            .filter(|(_, d)| leased_by_other(d, "", now))
-            .map(|(_, d)| {
-                (
-                    d.shard,
-                    format!(
-                        "{} until {}",
-                        d.owner.as_deref().unwrap_or("?"),
-                        d.lease_until.as_deref().unwrap_or("?")
-                    ),
-                )
-            }),
+            .filter_map(|(_, d)| live_lease(d, "", now).map(|l| (d.shard, l))),
         group,
         force,
     )?;
@@ -329,15 +305,15 @@ pub fn apply_delete(
                 doc.shard
             )));
         }
+        // The deleted document's audit fields name the last run; the record names this one.
         record(
             &store,
-            "delete",
-            doc,
-            doc.seq_no,
-            -1,
-            run_id,
-            host,
-            &time::now_rfc3339(),
+            HistoryRecord {
+                run_id: run_id.into(),
+                host: host.into(),
+                time: time::now_rfc3339(),
+                ..HistoryRecord::of("delete", doc, doc.seq_no, -1, 0)
+            },
         );
     }
     Ok(())
@@ -368,31 +344,8 @@ fn refuse_leased(
     )))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn record(
-    store: &OffsetStore,
-    kind: &str,
-    doc: &OffsetDoc,
-    from: i64,
-    to: i64,
-    run_id: &str,
-    host: &str,
-    at: &str,
-) {
-    let r = HistoryRecord {
-        kind: kind.into(),
-        group: doc.group.clone(),
-        index: doc.index.clone(),
-        index_uuid: doc.index_uuid.clone(),
-        shard: doc.shard,
-        from_seq_no: from,
-        to_seq_no: to,
-        events: 0,
-        run_id: run_id.into(),
-        host: host.into(),
-        time: at.into(),
-    };
+fn record(store: &OffsetStore, r: HistoryRecord) {
     if let Err(e) = store.append_history(&r) {
-        log::error!("history record of the {kind} not written: {e}");
+        log::error!("history record of the {} not written: {e}", r.kind);
     }
 }
