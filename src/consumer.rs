@@ -437,12 +437,16 @@ impl Consumer {
         }
     }
 
+    /// With `--mark-processed`, the group whose marks are skipped.
+    fn marked_by(&self) -> Option<&str> {
+        self.config
+            .mark_processed
+            .then_some(self.config.group.as_str())
+    }
+
     fn fetch(&self, shard: u32, after: i64, up_to: i64) -> Result<Vec<crate::client::Hit>> {
-        let mut page = self.page(shard, after, up_to);
-        if self.config.mark_processed {
-            page.exclude_marked_by = Some(&self.config.group);
-        }
-        self.client.search_shard(&self.source.name, &page)
+        let page = self.page(shard, after, up_to);
+        search_page(&self.client, &self.source.name, page, self.marked_by())
     }
 
     /// Starts fetching the page the next `poll` will ask for, given that shard `i` is about to
@@ -462,15 +466,9 @@ impl Consumer {
         let client = self.client.clone();
         let index = self.source.name.clone();
         let page = self.page(shard, after, up_to);
-        let group = self.config.group.clone();
-        let mark = self.config.mark_processed;
-        let handle = std::thread::spawn(move || {
-            let page = ShardPage {
-                exclude_marked_by: mark.then_some(group.as_str()),
-                ..page
-            };
-            client.search_shard(&index, &page)
-        });
+        let marked_by = self.marked_by().map(str::to_owned);
+        let handle =
+            std::thread::spawn(move || search_page(&client, &index, page, marked_by.as_deref()));
         self.prefetch = Some(Prefetch {
             shard_index: j,
             after,
@@ -583,17 +581,9 @@ impl Consumer {
     /// conditional on the version this run last saw.
     fn write_own(&mut self, i: usize, mut doc: OffsetDoc, keep_lease: bool) -> Result<()> {
         let now = time::now_millis();
-        let deadline = now + self.config.lease_ttl.as_millis() as i64;
         doc.committed_at = time::rfc3339_millis(now);
-        doc.run_id = self.config.run_id.clone();
-        doc.host = self.config.host.clone();
-        if keep_lease {
-            doc.owner = Some(self.owner.clone());
-            doc.lease_until = Some(time::rfc3339_millis(deadline));
-        } else {
-            doc.owner = None;
-            doc.lease_until = None;
-        }
+        let owner = keep_lease.then_some(self.owner.as_str());
+        let deadline = stamp(&mut doc, &self.config, owner, now);
         let state = &self.shards[i];
         let version = match self.store.replace(&doc, state.version)? {
             Some(v) => v,
@@ -691,7 +681,6 @@ fn acquire(
 ) -> Result<Acquired> {
     for _ in 0..3 {
         let now = time::now_millis();
-        let deadline = now + config.lease_ttl.as_millis() as i64;
         let (version, mut doc) = match current.take() {
             Some((version, doc)) => {
                 if leased_by_other(&doc, owner, now) {
@@ -701,10 +690,7 @@ fn acquire(
             }
             None => (None, fresh()),
         };
-        doc.owner = Some(owner.to_string());
-        doc.lease_until = Some(time::rfc3339_millis(deadline));
-        doc.run_id = config.run_id.clone();
-        doc.host = config.host.clone();
+        let deadline = stamp(&mut doc, config, Some(owner), now);
         let written = match version {
             Some(v) => store.replace(&doc, v)?,
             None => {
@@ -732,6 +718,31 @@ fn acquire(
         "group {}: could not take a shard lease after 3 attempts; other runs keep changing it",
         config.group
     )))
+}
+
+/// One page of a shard, skipping events `marked_by` already marked.
+fn search_page(
+    client: &Client,
+    index: &str,
+    page: ShardPage<'_>,
+    marked_by: Option<&str>,
+) -> Result<Vec<crate::client::Hit>> {
+    let page = ShardPage {
+        exclude_marked_by: marked_by,
+        ..page
+    };
+    client.search_shard(index, &page)
+}
+
+/// Stamps `doc` as written by this run at `now_ms`, holding the lease as `owner` or, with
+/// None, releasing it. Returns when the lease runs out.
+fn stamp(doc: &mut OffsetDoc, config: &ConsumerConfig, owner: Option<&str>, now_ms: i64) -> i64 {
+    let deadline = now_ms + config.lease_ttl.as_millis() as i64;
+    doc.run_id = config.run_id.clone();
+    doc.host = config.host.clone();
+    doc.owner = owner.map(str::to_owned);
+    doc.lease_until = owner.map(|_| time::rfc3339_millis(deadline));
+    deadline
 }
 
 /// One line of the audit trail in `<offsets-index>-history`.
