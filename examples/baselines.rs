@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use seqtail::{Client, ClientConfig, ShardPage};
+use seqtail::{Client, ClientConfig, Hit, ShardPage};
 use serde_json::json;
 
 struct Args {
@@ -81,27 +81,14 @@ fn raw(c: &Client, a: &Args) {
     c.refresh(&info.name).expect("refresh");
     let mut events = 0usize;
     for s in &stats {
-        let mut after = -1;
-        loop {
-            let hits = c
-                .search_shard(
-                    &info.name,
-                    &ShardPage {
-                        shard: s.shard,
-                        after,
-                        up_to: s.global_checkpoint,
-                        size: a.batch,
-                        primary: true,
-                        exclude_marked_by: None,
-                    },
-                )
-                .expect("search");
-            events += hits.len();
-            match hits.last() {
-                Some(h) if hits.len() == a.batch => after = h.seq_no,
-                _ => break,
-            }
-        }
+        each_page(
+            c,
+            &info.name,
+            s.shard,
+            s.global_checkpoint,
+            a.batch,
+            |hits| events += hits.len(),
+        );
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -214,27 +201,37 @@ fn all_ids(c: &Client, index: &str) -> Vec<String> {
     let stats = c.shard_stats(&info.name).expect("stats");
     let mut ids = Vec::new();
     for s in stats {
-        let mut after = -1;
-        loop {
-            let hits = c
-                .search_shard(
-                    &info.name,
-                    &ShardPage {
-                        shard: s.shard,
-                        after,
-                        up_to: s.max_seq_no,
-                        size: 5000,
-                        primary: true,
-                        exclude_marked_by: None,
-                    },
-                )
-                .expect("search");
-            ids.extend(hits.iter().map(|h| h.id.clone()));
-            match hits.last() {
-                Some(h) if hits.len() == 5000 => after = h.seq_no,
-                _ => break,
-            }
-        }
+        each_page(c, &info.name, s.shard, s.max_seq_no, 5000, |hits| {
+            ids.extend(hits.iter().map(|h| h.id.clone()))
+        });
     }
     ids
+}
+
+/// Reads one shard's `(-1, up_to]` in `_seq_no` pages of `size` from its primary.
+fn each_page(
+    c: &Client,
+    index: &str,
+    shard: u32,
+    up_to: i64,
+    size: usize,
+    mut f: impl FnMut(&[Hit]),
+) {
+    let mut after = -1;
+    loop {
+        let page = ShardPage {
+            shard,
+            after,
+            up_to,
+            size,
+            primary: true,
+            exclude_marked_by: None,
+        };
+        let hits = c.search_shard(index, &page).expect("search");
+        f(&hits);
+        match hits.last() {
+            Some(h) if hits.len() == size => after = h.seq_no,
+            _ => break,
+        }
+    }
 }
