@@ -611,7 +611,7 @@ fn global(
     if urls.is_empty() {
         return Err(Error::Config("--url is empty".into()));
     }
-    let password = secret(raw, env, "password")?;
+    let password = secret(raw, "password")?;
     let client = ClientConfig {
         urls,
         username: get("username").filter(|u| !u.is_empty()),
@@ -636,11 +636,8 @@ fn global(
 }
 
 /// A secret from `--NAME` / `SEQTAIL_NAME` or `--NAME-file` / `SEQTAIL_NAME_FILE`, not both.
-fn secret(
-    raw: &BTreeMap<&'static str, String>,
-    env: &HashMap<String, String>,
-    name: &'static str,
-) -> Result<Option<Secret>> {
+/// `raw` already holds the environment's values for flags not given.
+fn secret(raw: &BTreeMap<&'static str, String>, name: &'static str) -> Result<Option<Secret>> {
     let file_flag = format!("{name}-file");
     let value = raw.get(name).cloned();
     let file = raw.get(file_flag.as_str()).cloned();
@@ -665,10 +662,7 @@ fn secret(
             }
             Ok(Some(Secret::new(text)))
         }
-        (None, None) => {
-            let _ = env;
-            Ok(None)
-        }
+        (None, None) => Ok(None),
     }
 }
 
